@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Every test: installs what is missing (idempotent), then
+#   1. the native suite (`cargo test`): maths, model, weights, data, sampler;
+#   2. the browser suite (wasm-bindgen-test in headless Chromium, WebGPU via SwiftShader and the
+#      CPU fallback), with the flags from webdriver.json.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+
+scripts/install-tools.sh --browser
+scripts/fetch-data.sh
+
+echo "== native tests =="
+cargo test --locked
+
+echo "== browser tests (headless Chromium: WebGPU and CPU fallback) =="
+export CHROMEDRIVER="${CHROMEDRIVER:-/usr/bin/chromedriver}"
+export WASM_BINDGEN_TEST_TIMEOUT="${WASM_BINDGEN_TEST_TIMEOUT:-600}"
+cargo test --locked --target wasm32-unknown-unknown --no-default-features -- --nocapture

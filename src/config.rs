@@ -1,0 +1,62 @@
+//! One configuration, with its seed, for training, evaluation and inference. It is stored in the
+//! weights manifest, so the browser builds exactly the network and schedule that were trained.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::UNetConfig;
+use crate::schedule::{NoiseSchedule, ScheduleKind, VarianceKind};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DdpmConfig {
+    pub model: UNetConfig,
+    pub schedule: ScheduleKind,
+    /// T, the number of diffusion steps.
+    pub timesteps: usize,
+    /// The reverse variance used by the DDPM sampler and the bound.
+    pub variance: VarianceKind,
+    /// Seeds weight initialisation, data order, noise and label dropout.
+    pub seed: u64,
+    pub train: TrainConfig,
+    /// Default classifier-free guidance weight w (eps = (1 + w) eps_c - w eps_u).
+    pub guidance: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub batch_size: usize,
+    pub steps: usize,
+    pub learning_rate: f64,
+    pub warmup_steps: usize,
+    pub ema_decay: f64,
+    /// Probability of replacing a label with the null class (classifier-free guidance training).
+    pub label_dropout: f64,
+    pub checkpoint_every: usize,
+}
+
+impl Default for DdpmConfig {
+    fn default() -> Self {
+        Self {
+            model: UNetConfig::default(),
+            schedule: ScheduleKind::DDPM_LINEAR,
+            timesteps: 1000,
+            variance: VarianceKind::Beta,
+            seed: 42,
+            train: TrainConfig {
+                batch_size: 64,
+                steps: 6000,
+                learning_rate: 1e-3,
+                warmup_steps: 200,
+                ema_decay: 0.999,
+                label_dropout: 0.1,
+                checkpoint_every: 250,
+            },
+            guidance: 2.0,
+        }
+    }
+}
+
+impl DdpmConfig {
+    pub fn schedule(&self) -> NoiseSchedule {
+        NoiseSchedule::new(self.schedule, self.timesteps)
+    }
+}

@@ -1,0 +1,23 @@
+//! ddpm-web: a small pixel-space DDPM on MNIST, written once in Burn for native training,
+//! native tests and the browser (WebGPU with a CPU fallback).
+//!
+//! Data flows one way: `schedule` (host maths) -> `diffusion`/`elbo` (tensor maths) ->
+//! `model` (the U-Net) -> `sampling` (reverse loop) -> `weights` (shipped files) -> `web`
+//! (browser only) / `train` (native only).
+
+pub mod config;
+pub mod diffusion;
+pub mod elbo;
+pub mod model;
+pub mod noise;
+pub mod sampling;
+pub mod schedule;
+pub mod weights;
+
+#[cfg(not(target_family = "wasm"))]
+pub mod data;
+#[cfg(not(target_family = "wasm"))]
+pub mod train;
+
+#[cfg(target_family = "wasm")]
+pub mod web;

@@ -1,0 +1,269 @@
+//! The eps-prediction U-Net for 28x28x1 digits. Plain Burn: no web or training imports.
+//!
+//! Resolutions 28 -> 14 -> 7 with channels `channels[0..3]`; one residual block per level on the
+//! way down and up, skip concatenation between them, self-attention at 7x7. Every residual block
+//! receives a sinusoidal time embedding (through an MLP) plus a learned class embedding, whose
+//! extra index `NULL_CLASS` means "no class" for unconditional sampling and guidance.
+
+use burn::module::{Module, ModuleMapper, Param};
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{Embedding, EmbeddingConfig, GroupNorm, GroupNormConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::tensor::activation::{silu, softmax};
+use burn::tensor::module::interpolate;
+use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use rand::{RngExt, SeedableRng};
+use rand::rngs::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+/// Image side and channels of MNIST.
+pub const IMAGE_SIZE: usize = 28;
+pub const IMAGE_CHANNELS: usize = 1;
+pub const PIXELS: usize = IMAGE_SIZE * IMAGE_SIZE * IMAGE_CHANNELS;
+/// Class labels 0..=9 are digits; 10 is the null class (no conditioning).
+pub const NUM_DIGITS: usize = 10;
+pub const NULL_CLASS: usize = NUM_DIGITS;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UNetConfig {
+    /// Channels at 28x28, 14x14 and 7x7.
+    pub channels: [usize; 3],
+    /// Width of the time and class embeddings.
+    pub emb_dim: usize,
+    /// GroupNorm groups; must divide every channel count.
+    pub groups: usize,
+    /// Heads of the 7x7 self-attention.
+    pub attention_heads: usize,
+}
+
+impl Default for UNetConfig {
+    fn default() -> Self {
+        Self { channels: [16, 32, 64], emb_dim: 128, groups: 8, attention_heads: 4 }
+    }
+}
+
+fn conv3x3(c_in: usize, c_out: usize, stride: usize, device: &Device) -> Conv2d {
+    Conv2dConfig::new([c_in, c_out], [3, 3])
+        .with_stride([stride, stride])
+        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+        .init(device)
+}
+
+fn conv1x1(c_in: usize, c_out: usize, device: &Device) -> Conv2d {
+    Conv2dConfig::new([c_in, c_out], [1, 1]).init(device)
+}
+
+fn group_norm(groups: usize, channels: usize, device: &Device) -> GroupNorm {
+    GroupNormConfig::new(groups, channels).init(device)
+}
+
+/// GroupNorm -> SiLU -> conv, + embedding, GroupNorm -> SiLU -> conv, + skip (DDPM's ResNet block).
+#[derive(Module, Debug)]
+pub struct ResBlock {
+    norm1: GroupNorm,
+    conv1: Conv2d,
+    emb_proj: Linear,
+    norm2: GroupNorm,
+    conv2: Conv2d,
+    skip: Option<Conv2d>,
+}
+
+impl ResBlock {
+    fn new(c_in: usize, c_out: usize, cfg: &UNetConfig, device: &Device) -> Self {
+        Self {
+            norm1: group_norm(cfg.groups, c_in, device),
+            conv1: conv3x3(c_in, c_out, 1, device),
+            emb_proj: LinearConfig::new(cfg.emb_dim, c_out).init(device),
+            norm2: group_norm(cfg.groups, c_out, device),
+            conv2: conv3x3(c_out, c_out, 1, device),
+            skip: (c_in != c_out).then(|| conv1x1(c_in, c_out, device)),
+        }
+    }
+
+    fn forward(&self, x: Tensor<4>, emb: Tensor<2>) -> Tensor<4> {
+        let [n, c_out] = [x.dims()[0], self.conv1.weight.dims()[0]];
+        let h = self.conv1.forward(silu(self.norm1.forward(x.clone())));
+        let h = h + self.emb_proj.forward(silu(emb)).reshape([n, c_out, 1, 1]);
+        let h = self.conv2.forward(silu(self.norm2.forward(h)));
+        let skip = match &self.skip {
+            Some(conv) => conv.forward(x),
+            None => x,
+        };
+        h + skip
+    }
+}
+
+/// Multi-head self-attention over the pixels of a feature map, with a residual connection.
+#[derive(Module, Debug)]
+pub struct SelfAttention {
+    norm: GroupNorm,
+    qkv: Linear,
+    out: Linear,
+    heads: usize,
+}
+
+impl SelfAttention {
+    fn new(channels: usize, cfg: &UNetConfig, device: &Device) -> Self {
+        assert_eq!(channels % cfg.attention_heads, 0, "heads must divide the channels");
+        Self {
+            norm: group_norm(cfg.groups, channels, device),
+            qkv: LinearConfig::new(channels, 3 * channels).init(device),
+            out: LinearConfig::new(channels, channels).init(device),
+            heads: cfg.attention_heads,
+        }
+    }
+
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let [n, c, h, w] = x.dims();
+        let (heads, d) = (self.heads, c / self.heads);
+        // [n, c, h, w] -> [n, hw, c]
+        let tokens = self.norm.forward(x.clone()).reshape([n, c, h * w]).swap_dims(1, 2);
+        let qkv = self.qkv.forward(tokens); // [n, hw, 3c]
+        let split = |k: usize| {
+            qkv.clone()
+                .narrow(2, k * c, c)
+                .reshape([n, h * w, heads, d])
+                .swap_dims(1, 2) // [n, heads, hw, d]
+        };
+        let (q, k, v) = (split(0), split(1), split(2));
+        let attn = softmax(q.matmul(k.swap_dims(2, 3)).mul_scalar(1.0 / (d as f32).sqrt()), 3);
+        let y = attn.matmul(v).swap_dims(1, 2).reshape([n, h * w, c]);
+        let y = self.out.forward(y).swap_dims(1, 2).reshape([n, c, h, w]);
+        x + y
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct UNet {
+    time_mlp1: Linear,
+    time_mlp2: Linear,
+    class_emb: Embedding,
+    conv_in: Conv2d,
+    down0: ResBlock,
+    downsample0: Conv2d,
+    down1: ResBlock,
+    downsample1: Conv2d,
+    down2: ResBlock,
+    mid_attn: SelfAttention,
+    mid: ResBlock,
+    up2: ResBlock,
+    up1: ResBlock,
+    up0: ResBlock,
+    norm_out: GroupNorm,
+    conv_out: Conv2d,
+    emb_dim: usize,
+}
+
+impl UNet {
+    /// Build the network on `device` with Burn's initialisers. Use [`UNet::init_seeded`] for
+    /// weights that are the same on every backend and platform.
+    pub fn new(cfg: &UNetConfig, device: &Device) -> Self {
+        let [c0, c1, c2] = cfg.channels;
+        for c in cfg.channels {
+            assert_eq!(c % cfg.groups, 0, "GroupNorm groups ({}) must divide channels ({c})", cfg.groups);
+        }
+        let e = cfg.emb_dim;
+        Self {
+            time_mlp1: LinearConfig::new(e, e).init(device),
+            time_mlp2: LinearConfig::new(e, e).init(device),
+            class_emb: EmbeddingConfig::new(NUM_DIGITS + 1, e).init(device),
+            conv_in: conv3x3(IMAGE_CHANNELS, c0, 1, device),
+            down0: ResBlock::new(c0, c0, cfg, device),
+            downsample0: conv3x3(c0, c0, 2, device),
+            down1: ResBlock::new(c0, c1, cfg, device),
+            downsample1: conv3x3(c1, c1, 2, device),
+            down2: ResBlock::new(c1, c2, cfg, device),
+            mid_attn: SelfAttention::new(c2, cfg, device),
+            mid: ResBlock::new(c2, c2, cfg, device),
+            up2: ResBlock::new(c2 + c2, c2, cfg, device),
+            up1: ResBlock::new(c2 + c1, c1, cfg, device),
+            up0: ResBlock::new(c1 + c0, c0, cfg, device),
+            norm_out: group_norm(cfg.groups, c0, device),
+            conv_out: conv3x3(c0, IMAGE_CHANNELS, 1, device),
+            emb_dim: e,
+        }
+    }
+
+    /// Build the network with weights drawn from a ChaCha8 stream seeded by `seed`, so that a seed
+    /// gives identical weights natively and in the browser. Weights are uniform in +-1/sqrt(fan_in)
+    /// (PyTorch's default scale), embeddings unit variance, biases zero, norms identity.
+    pub fn init_seeded(cfg: &UNetConfig, seed: u64, device: &Device) -> Self {
+        Self::new(cfg, device).map(&mut SeededInit { rng: ChaCha8Rng::seed_from_u64(seed), container: Vec::new() })
+    }
+
+    /// eps_theta(x_t, t, class): `x` [n, 1, 28, 28] in [-1, 1]-scale, `t` [n] the paper's t
+    /// (1..=T) as floats, `class` [n] in 0..=10 (10 = null). Returns the predicted noise.
+    pub fn forward(&self, x: Tensor<4>, t: Tensor<1>, class: Tensor<1, Int>) -> Tensor<4> {
+        let n = x.dims()[0];
+        let temb = sinusoidal_embedding(t, self.emb_dim);
+        let temb = self.time_mlp2.forward(silu(self.time_mlp1.forward(temb)));
+        let cemb = self.class_emb.forward(class.reshape([n, 1])).reshape([n, self.emb_dim]);
+        let emb = temb + cemb;
+
+        let h = self.conv_in.forward(x);
+        let h0 = self.down0.forward(h, emb.clone()); // 28x28, c0
+        let h1 = self.down1.forward(self.downsample0.forward(h0.clone()), emb.clone()); // 14x14, c1
+        let h2 = self.down2.forward(self.downsample1.forward(h1.clone()), emb.clone()); // 7x7, c2
+        let m = self.mid.forward(self.mid_attn.forward(h2.clone()), emb.clone());
+        let u = self.up2.forward(Tensor::cat(vec![m, h2], 1), emb.clone()); // 7x7
+        let u = self.up1.forward(Tensor::cat(vec![upsample2x(u), h1], 1), emb.clone()); // 14x14
+        let u = self.up0.forward(Tensor::cat(vec![upsample2x(u), h0], 1), emb); // 28x28
+        self.conv_out.forward(silu(self.norm_out.forward(u)))
+    }
+}
+
+fn upsample2x(x: Tensor<4>) -> Tensor<4> {
+    let [_, _, h, w] = x.dims();
+    interpolate(x, InterpolateOptions::new(InterpolateMode::Nearest).with_output_size([2 * h, 2 * w]))
+}
+
+/// Transformer-style sinusoidal embedding of t (DDPM section 3.3 / Vaswani et al. 2017):
+/// [sin(t * f_k), cos(t * f_k)] with f_k = 10000^(-k / (dim/2)).
+pub fn sinusoidal_embedding(t: Tensor<1>, dim: usize) -> Tensor<2> {
+    let half = dim / 2;
+    let n = t.dims()[0];
+    let freqs: Vec<f32> = (0..half).map(|k| (-(10000f64.ln()) * k as f64 / half as f64).exp() as f32).collect();
+    let freqs = Tensor::<2>::from_data(TensorData::new(freqs, [1, half]), &t.device());
+    let args = t.reshape([n, 1]) * freqs;
+    Tensor::cat(vec![args.clone().sin(), args.cos()], 1)
+}
+
+/// Replaces every parameter with values from a seeded host RNG (see [`UNet::init_seeded`]).
+struct SeededInit {
+    rng: ChaCha8Rng,
+    container: Vec<String>,
+}
+
+impl ModuleMapper for SeededInit {
+    fn enter_module(&mut self, _name: &str, container_type: &str) {
+        self.container.push(container_type.to_string());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.container.pop();
+    }
+
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let container = self.container.last().map(String::as_str).unwrap_or("");
+        let rng = &mut self.rng;
+        param.map(|tensor| {
+            let dims = tensor.dims();
+            let count: usize = dims.iter().product();
+            let values: Vec<f32> = match (container, D) {
+                ("GroupNorm", _) => return tensor,
+                ("Embedding", _) => (0..count).map(|_| rng.random_range(-1.732f32..1.732)).collect(),
+                (_, 1) => vec![0.0; count],
+                // Linear weights are [in, out]; conv weights [out, in, kh, kw].
+                (_, 2) => uniform(rng, count, dims[0]),
+                (_, _) => uniform(rng, count, dims[1..].iter().product()),
+            };
+            let grad = tensor.is_require_grad();
+            Tensor::<D>::from_data(TensorData::new(values, dims), &tensor.device()).set_require_grad(grad)
+        })
+    }
+}
+
+fn uniform(rng: &mut ChaCha8Rng, count: usize, fan_in: usize) -> Vec<f32> {
+    let bound = 1.0 / (fan_in as f32).sqrt();
+    (0..count).map(|_| rng.random_range(-bound..bound)).collect()
+}

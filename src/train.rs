@@ -1,0 +1,297 @@
+//! Native training of the eps-prediction DDPM (Algorithm 1 with the L_simple loss, Eq. 14),
+//! class-conditional with label dropout for classifier-free guidance, an EMA copy of the weights,
+//! Adam with warm-up and cosine decay, and resumable checkpoints.
+//!
+//! Every step's randomness (batch, t, noise, label dropout) comes from a stream seeded by
+//! (seed, step), so a run resumed from a checkpoint continues exactly as if never stopped.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::grad_clipping::GradientClippingConfig;
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::store::ModuleRecord;
+use burn::tensor::{Bytes, Device, Int, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use crate::config::DdpmConfig;
+use crate::data::Digit;
+use crate::diffusion::q_sample;
+use crate::model::{IMAGE_SIZE, NULL_CLASS, NUM_DIGITS, PIXELS, UNet};
+use crate::noise::NoiseSource;
+use crate::sampling::{Method, SampleSettings, Sampler, to_pixels};
+use crate::schedule::NoiseSchedule;
+
+/// Learning rate at `step`: linear warm-up, then cosine decay to 10% at the last step.
+pub fn learning_rate(cfg: &DdpmConfig, step: usize) -> f64 {
+    let t = &cfg.train;
+    if step < t.warmup_steps {
+        return t.learning_rate * (step + 1) as f64 / t.warmup_steps as f64;
+    }
+    let progress = (step - t.warmup_steps) as f64 / (t.steps - t.warmup_steps).max(1) as f64;
+    let cosine = 0.5 * (1.0 + (std::f64::consts::PI * progress.min(1.0)).cos());
+    t.learning_rate * (0.1 + 0.9 * cosine)
+}
+
+/// The per-step random stream: independent of how the run was split into sessions.
+fn step_stream(seed: u64, step: usize) -> NoiseSource {
+    NoiseSource::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (step as u64).wrapping_add(1))
+}
+
+/// One training batch: x_0, t indices, noise and (possibly dropped) labels.
+pub struct Batch {
+    pub x0: Vec<f32>,
+    pub idx: Vec<usize>,
+    pub noise: Vec<f32>,
+    pub labels: Vec<i64>,
+}
+
+pub fn make_batch(cfg: &DdpmConfig, train: &[Vec<f32>], labels: &[usize], step: usize) -> Batch {
+    let mut rng = step_stream(cfg.seed, step);
+    let n = cfg.train.batch_size;
+    let mut batch = Batch { x0: Vec::with_capacity(n * PIXELS), idx: Vec::new(), noise: Vec::new(), labels: Vec::new() };
+    for _ in 0..n {
+        let k = rng.index(0..train.len());
+        batch.x0.extend_from_slice(&train[k]);
+        // t ~ Uniform({1, ..., T}) (Algorithm 1, line 3).
+        batch.idx.push(rng.index(0..cfg.timesteps));
+        let dropped = rng.uniform() < cfg.train.label_dropout;
+        batch.labels.push(if dropped { NULL_CLASS } else { labels[k] } as i64);
+    }
+    batch.noise = rng.normal(n * PIXELS);
+    batch
+}
+
+/// L_simple = || eps - eps_theta(sqrt(alpha_bar) x_0 + sqrt(1 - alpha_bar) eps, t) ||^2, mean.
+pub fn loss(model: &UNet, schedule: &NoiseSchedule, batch: &Batch, device: &Device) -> Tensor<1> {
+    let n = batch.idx.len();
+    let shape = [n, 1, IMAGE_SIZE, IMAGE_SIZE];
+    let x0 = Tensor::<4>::from_data(TensorData::new(batch.x0.clone(), shape), device);
+    let noise = Tensor::<4>::from_data(TensorData::new(batch.noise.clone(), shape), device);
+    let x_t = q_sample(schedule, x0, &batch.idx, noise.clone());
+    let t: Vec<f32> = batch.idx.iter().map(|&i| (i + 1) as f32).collect();
+    let t = Tensor::<1>::from_data(TensorData::new(t, [n]), device);
+    let labels = Tensor::<1, Int>::from_data(TensorData::new(batch.labels.clone(), [n]), device);
+    let eps = model.forward(x_t, t, labels);
+    (eps - noise).square().mean()
+}
+
+/// Exponential moving average of the weights: ema <- d * ema + (1 - d) * online.
+pub fn ema_update(ema: UNet, online: &UNet, decay: f64) -> UNet {
+    struct Collect(HashMap<ParamId, Tensor<1>>);
+    impl ModuleVisitor for Collect {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let t = param.val();
+            let count = t.shape().num_elements();
+            self.0.insert(param.id, t.reshape([count]));
+        }
+    }
+    struct Blend(HashMap<ParamId, Tensor<1>>, f32);
+    impl ModuleMapper for Blend {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            let online = self.0.remove(&param.id).expect("EMA and online model share parameter ids");
+            let d = self.1;
+            param.map(|e| {
+                let dims = e.dims();
+                e.mul_scalar(d) + online.reshape(dims).mul_scalar(1.0 - d)
+            })
+        }
+    }
+    let mut collect = Collect(HashMap::new());
+    online.visit(&mut collect);
+    ema.map(&mut Blend(collect.0, decay as f32))
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainState {
+    pub step: usize,
+    pub seconds: f64,
+    pub config: DdpmConfig,
+}
+
+/// Files of a run directory.
+pub struct RunDir(pub PathBuf);
+
+impl RunDir {
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+    pub fn ema(&self) -> PathBuf {
+        self.path("ema.bpk")
+    }
+    fn online(&self) -> PathBuf {
+        self.path("online.bpk")
+    }
+    fn optimizer(&self) -> PathBuf {
+        self.path("optimizer.bpk")
+    }
+    fn state(&self) -> PathBuf {
+        self.path("state.json")
+    }
+    pub fn loss_log(&self) -> PathBuf {
+        self.path("loss.csv")
+    }
+    pub fn grid(&self) -> PathBuf {
+        self.path("samples.png")
+    }
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(tmp, path)
+}
+
+fn record_bytes<M: Module>(module: M) -> Vec<u8> {
+    module.into_record().into_bytes().expect("encode checkpoint").to_vec()
+}
+
+fn load_record_file<M: Module>(module: M, path: &Path) -> Result<M, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes)).map_err(|e| format!("{}: {e}", path.display()))?;
+    module.try_load_record(record).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The training loop state.
+pub struct Trainer {
+    pub cfg: DdpmConfig,
+    pub schedule: NoiseSchedule,
+    pub device: Device,
+    pub model: UNet,
+    pub ema: UNet,
+    pub optimizer: ModuleOptimizer,
+    pub state: TrainState,
+    pub run: RunDir,
+}
+
+impl Trainer {
+    /// Start a run in `run_dir`, or resume it from its checkpoint if one is there.
+    pub fn open(cfg: DdpmConfig, run_dir: PathBuf, device: Device) -> Result<Self, String> {
+        std::fs::create_dir_all(&run_dir).map_err(|e| format!("{}: {e}", run_dir.display()))?;
+        let run = RunDir(run_dir);
+        let ad = device.clone().autodiff();
+        let mut model = UNet::init_seeded(&cfg.model, cfg.seed, &ad);
+        let mut ema = model.valid();
+        let mut optimizer = AdamConfig::new()
+            .with_epsilon(1e-8)
+            .with_grad_clipping(Some(GradientClippingConfig::Norm(1.0)))
+            .init();
+        let mut state = TrainState { step: 0, seconds: 0.0, config: cfg.clone() };
+        if run.state().exists() {
+            let saved: TrainState = serde_json::from_str(&std::fs::read_to_string(run.state()).map_err(|e| e.to_string())?)
+                .map_err(|e| format!("{}: {e}", run.state().display()))?;
+            if saved.config.model != cfg.model || saved.config.seed != cfg.seed || saved.config.schedule != cfg.schedule {
+                return Err(format!(
+                    "{} holds a run with another model, seed or schedule; use another --run directory",
+                    run.0.display()
+                ));
+            }
+            model = load_record_file(model, &run.online())?;
+            ema = load_record_file(ema, &run.ema())?;
+            optimizer = optimizer.load(run.optimizer()).map_err(|e| format!("{}: {e}", run.optimizer().display()))?;
+            state = TrainState { config: cfg.clone(), ..saved };
+        }
+        Ok(Self { schedule: cfg.schedule(), cfg, device: ad, model, ema, optimizer, state, run })
+    }
+
+    /// One optimisation step; returns the loss.
+    pub fn step(&mut self, train: &[Vec<f32>], labels: &[usize]) -> f64 {
+        let step = self.state.step;
+        let batch = make_batch(&self.cfg, train, labels, step);
+        let loss = loss(&self.model, &self.schedule, &batch, &self.device);
+        let value = loss.clone().into_scalar::<f32>() as f64;
+        let grads = GradientsParams::from_grads(loss.backward(), &self.model);
+        let lr = learning_rate(&self.cfg, step);
+        self.model = self.optimizer.step(lr, self.model.clone(), grads);
+        // EMA warm-up (as in common DDPM code): early averages forget the random init faster.
+        let decay = self.cfg.train.ema_decay.min((1.0 + step as f64) / (10.0 + step as f64));
+        self.ema = ema_update(self.ema.clone(), &self.model.valid(), decay);
+        self.state.step += 1;
+        value
+    }
+
+    pub fn checkpoint(&self) -> Result<(), String> {
+        let io = |e: std::io::Error| e.to_string();
+        write_atomic(&self.run.online(), &record_bytes(self.model.clone())).map_err(io)?;
+        write_atomic(&self.run.ema(), &record_bytes(self.ema.clone())).map_err(io)?;
+        let optim = self.optimizer.into_bytes().map_err(|e| e.to_string())?;
+        write_atomic(&self.run.optimizer(), &optim).map_err(io)?;
+        // The state goes last: a crash before it leaves the previous consistent checkpoint's state.
+        write_atomic(&self.run.state(), serde_json::to_string_pretty(&self.state).unwrap().as_bytes()).map_err(io)
+    }
+
+    pub fn append_loss(&self, loss: f64, images_per_s: f64) -> std::io::Result<()> {
+        let path = self.run.loss_log();
+        let new = !path.exists();
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        if new {
+            writeln!(f, "step,loss,learning_rate,images_per_s,elapsed_s")?;
+        }
+        let step = self.state.step;
+        writeln!(f, "{step},{loss:.6},{:.3e},{images_per_s:.1},{:.0}", learning_rate(&self.cfg, step - 1), self.state.seconds)
+    }
+}
+
+/// Sample a grid of every digit (columns) with DDIM from `model` and write it as a PNG.
+pub fn write_sample_grid(cfg: &DdpmConfig, model: &UNet, rows: usize, path: &Path, device: &Device) -> Result<(), String> {
+    let schedule = cfg.schedule();
+    let mut columns = Vec::new();
+    for digit in 0..NUM_DIGITS {
+        let settings = SampleSettings {
+            digit: Some(digit),
+            guidance: cfg.guidance,
+            method: Method::Ddim { steps: 25, eta: 0.0 },
+            seed: cfg.seed + digit as u64,
+            count: rows,
+            clip_x0: true,
+        };
+        let mut sampler = Sampler::new(settings, &schedule, device);
+        while sampler.step(model).is_some() {}
+        let values: Vec<f32> = sampler.current().into_data().try_to_vec().map_err(|e| format!("{e:?}"))?;
+        columns.push(to_pixels(&values));
+    }
+    let (w, h) = (NUM_DIGITS * IMAGE_SIZE, rows * IMAGE_SIZE);
+    let mut image = vec![0u8; w * h];
+    for (c, col) in columns.iter().enumerate() {
+        for r in 0..rows {
+            for y in 0..IMAGE_SIZE {
+                for x in 0..IMAGE_SIZE {
+                    image[(r * IMAGE_SIZE + y) * w + c * IMAGE_SIZE + x] = col[r * PIXELS + y * IMAGE_SIZE + x];
+                }
+            }
+        }
+    }
+    write_png_gray(path, w, h, &image)
+}
+
+pub fn write_png_gray(path: &Path, width: usize, height: usize, pixels: &[u8]) -> Result<(), String> {
+    let file = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), width as u32, height as u32);
+    encoder.set_color(png::ColorType::Grayscale);
+    encoder.set_depth(png::BitDepth::Eight);
+    let mut writer = encoder.write_header().map_err(|e| e.to_string())?;
+    writer.write_image_data(pixels).map_err(|e| e.to_string())
+}
+
+/// Digits as model-space vectors and their labels.
+pub fn to_training_arrays(digits: &[Digit]) -> (Vec<Vec<f32>>, Vec<usize>) {
+    (digits.iter().map(Digit::to_model_space).collect(), digits.iter().map(|d| d.label).collect())
+}
+
+/// Wall-clock timer that survives resumes (adds to the saved seconds).
+pub struct Clock {
+    start: Instant,
+    base: f64,
+}
+
+impl Clock {
+    pub fn new(base: f64) -> Self {
+        Self { start: Instant::now(), base }
+    }
+    pub fn seconds(&self) -> f64 {
+        self.base + self.start.elapsed().as_secs_f64()
+    }
+}

@@ -1,0 +1,116 @@
+//! The shipped weights: burnpack files plus `manifest.json` (sizes, SHA-256, config, metrics).
+//! Decoding is platform-neutral: the browser fetches the bytes, native code reads files.
+
+use burn::module::{Module, ModuleMapper, Param};
+use burn::store::ModuleRecord;
+use burn::tensor::{Bytes, DType, Device, Tensor};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::config::DdpmConfig;
+use crate::model::UNet;
+
+pub const MANIFEST: &str = "manifest.json";
+pub const UNET_FILE: &str = "unet.bpk";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FileEntry {
+    pub name: String,
+    pub bytes: usize,
+    pub sha256: String,
+    /// Storage precision at rest ("f16" or "f32"); loading casts to f32.
+    pub dtype: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub files: Vec<FileEntry>,
+    pub config: DdpmConfig,
+    pub parameters: usize,
+    /// Training progress and cost.
+    pub training: serde_json::Value,
+    /// Every measured metric with the command that measured it.
+    pub metrics: serde_json::Value,
+}
+
+impl Manifest {
+    pub fn parse(json: &str) -> Result<Self, WeightsError> {
+        serde_json::from_str(json).map_err(|e| WeightsError(format!("manifest.json is malformed: {e}")))
+    }
+
+    pub fn file(&self, name: &str) -> Result<&FileEntry, WeightsError> {
+        self.files
+            .iter()
+            .find(|f| f.name == name)
+            .ok_or_else(|| WeightsError(format!("manifest.json lists no file named {name}")))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct WeightsError(pub String);
+
+impl std::fmt::Display for WeightsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for WeightsError {}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Check a downloaded file against its manifest entry before decoding it.
+pub fn verify(entry: &FileEntry, bytes: &[u8]) -> Result<(), WeightsError> {
+    if bytes.len() != entry.bytes {
+        return Err(WeightsError(format!(
+            "{} is {} bytes, the manifest says {} (truncated or replaced download?)",
+            entry.name,
+            bytes.len(),
+            entry.bytes
+        )));
+    }
+    let digest = sha256_hex(bytes);
+    if digest != entry.sha256 {
+        return Err(WeightsError(format!(
+            "{} has SHA-256 {digest}, the manifest says {} (corrupt file?)",
+            entry.name, entry.sha256
+        )));
+    }
+    Ok(())
+}
+
+/// Decode burnpack bytes into a module built on `device`, casting stored f16 to the module's f32.
+pub fn load_module<M: Module>(module: M, bytes: Vec<u8>) -> Result<M, WeightsError> {
+    let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes))
+        .map_err(|e| WeightsError(format!("not a valid burnpack file: {e}")))?
+        .cast_to_module_dtype();
+    module.try_load_record(record).map_err(|e| WeightsError(format!("weights do not fit the network: {e}")))
+}
+
+/// Encode a module as burnpack bytes, optionally in half precision.
+pub fn encode_module<M: Module>(module: M, half: bool) -> Result<Vec<u8>, WeightsError> {
+    let module = if half { module.map(&mut CastTo(DType::F16)) } else { module };
+    let bytes = module
+        .into_record()
+        .into_bytes()
+        .map_err(|e| WeightsError(format!("cannot encode weights: {e}")))?;
+    Ok(bytes.to_vec())
+}
+
+/// Build the U-Net of `config` on `device` and load verified weights into it.
+pub fn load_unet(config: &DdpmConfig, entry: &FileEntry, bytes: Vec<u8>, device: &Device) -> Result<UNet, WeightsError> {
+    verify(entry, &bytes)?;
+    load_module(UNet::new(&config.model, device), bytes)
+}
+
+/// Casts every float parameter to one dtype (half precision at rest).
+struct CastTo(DType);
+
+impl ModuleMapper for CastTo {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let dtype = self.0;
+        param.map(|t| t.cast(dtype))
+    }
+}

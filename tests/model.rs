@@ -1,0 +1,174 @@
+//! The U-Net's shape, size and determinism, the weights round trip, and the sampling loop.
+
+use burn::module::Module;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use ddpm_web::config::DdpmConfig;
+use ddpm_web::model::{NULL_CLASS, UNet, UNetConfig};
+use ddpm_web::noise::NoiseSource;
+use ddpm_web::sampling::{Method, SampleSettings, Sampler};
+use ddpm_web::schedule::VarianceKind;
+use ddpm_web::weights::{FileEntry, encode_module, load_module, load_unet, sha256_hex};
+
+fn dev() -> Device {
+    Device::flex()
+}
+
+fn inputs(n: usize, seed: u64) -> (Tensor<4>, Tensor<1>, Tensor<1, Int>) {
+    let mut rng = NoiseSource::new(seed);
+    let x = rng.tensor([n, 1, 28, 28], &dev());
+    let t: Vec<f32> = (0..n).map(|k| (1 + k * 997 / n.max(1)) as f32).collect();
+    let c: Vec<i64> = (0..n).map(|k| (k % 11) as i64).collect();
+    (x, Tensor::from_data(TensorData::new(t, [n]), &dev()), Tensor::from_data(TensorData::new(c, [n]), &dev()))
+}
+
+fn read(t: Tensor<4>) -> Vec<f32> {
+    t.into_data().to_vec::<f32>().unwrap()
+}
+
+/// Parameter count from the architecture's layer formulas, written independently of the code.
+fn expected_params(cfg: &UNetConfig) -> usize {
+    let [c0, c1, c2] = cfg.channels;
+    let e = cfg.emb_dim;
+    let conv = |i: usize, o: usize, k: usize| i * o * k * k + o;
+    let norm = |c: usize| 2 * c;
+    let linear = |i: usize, o: usize| i * o + o;
+    let res = |i: usize, o: usize| {
+        norm(i) + conv(i, o, 3) + linear(e, o) + norm(o) + conv(o, o, 3) + if i != o { conv(i, o, 1) } else { 0 }
+    };
+    let attn = norm(c2) + linear(c2, 3 * c2) + linear(c2, c2);
+    2 * linear(e, e)
+        + 11 * e
+        + conv(1, c0, 3)
+        + res(c0, c0)
+        + conv(c0, c0, 3)
+        + res(c0, c1)
+        + conv(c1, c1, 3)
+        + res(c1, c2)
+        + attn
+        + res(c2, c2)
+        + res(2 * c2, c2)
+        + res(c2 + c1, c1)
+        + res(c1 + c0, c0)
+        + norm(c0)
+        + conv(c0, 1, 3)
+}
+
+#[test]
+fn output_shape_and_parameter_count() {
+    for cfg in [UNetConfig::default(), UNetConfig { channels: [32, 64, 64], ..UNetConfig::default() }] {
+        let model = UNet::init_seeded(&cfg, 1, &dev());
+        assert_eq!(model.num_params(), expected_params(&cfg), "{:?}", cfg.channels);
+        let (x, t, c) = inputs(3, 0);
+        let eps = model.forward(x, t, c);
+        assert_eq!(eps.dims(), [3, 1, 28, 28]);
+        assert!(read(eps).iter().all(|v| v.is_finite()));
+    }
+}
+
+#[test]
+fn a_seed_fixes_the_weights_and_the_output() {
+    let cfg = UNetConfig::default();
+    let (x, t, c) = inputs(2, 5);
+    let a = read(UNet::init_seeded(&cfg, 7, &dev()).forward(x.clone(), t.clone(), c.clone()));
+    let b = read(UNet::init_seeded(&cfg, 7, &dev()).forward(x.clone(), t.clone(), c.clone()));
+    let other = read(UNet::init_seeded(&cfg, 8, &dev()).forward(x, t, c));
+    assert_eq!(a, b);
+    assert_ne!(a, other);
+}
+
+#[test]
+fn time_and_class_change_the_prediction() {
+    let model = UNet::init_seeded(&UNetConfig::default(), 3, &dev());
+    let mut rng = NoiseSource::new(1);
+    let x = rng.tensor([1, 1, 28, 28], &dev());
+    let run = |t: f32, c: i64| {
+        read(model.forward(
+            x.clone(),
+            Tensor::from_data(TensorData::new(vec![t], [1]), &dev()),
+            Tensor::from_data(TensorData::new(vec![c], [1]), &dev()),
+        ))
+    };
+    assert_ne!(run(10.0, 3), run(900.0, 3));
+    assert_ne!(run(10.0, 3), run(10.0, NULL_CLASS as i64));
+}
+
+#[test]
+fn weights_round_trip_in_f32_exactly_and_in_f16_within_1e_3() {
+    let cfg = UNetConfig::default();
+    let model = UNet::init_seeded(&cfg, 11, &dev());
+    let (x, t, c) = inputs(2, 9);
+    let want = read(model.forward(x.clone(), t.clone(), c.clone()));
+    let f32_bytes = encode_module(model.clone(), false).unwrap();
+    let loaded = load_module(UNet::new(&cfg, &dev()), f32_bytes).unwrap();
+    assert_eq!(read(loaded.forward(x.clone(), t.clone(), c.clone())), want);
+    let f16_bytes = encode_module(model, true).unwrap();
+    let entry = FileEntry { name: "unet.bpk".into(), bytes: f16_bytes.len(), sha256: sha256_hex(&f16_bytes), dtype: "f16".into() };
+    let half = load_unet(&DdpmConfig { model: cfg, ..DdpmConfig::default() }, &entry, f16_bytes.clone(), &dev()).unwrap();
+    let got = read(half.forward(x, t, c));
+    let diff = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(diff < 1e-3, "f16 weights change the output by {diff}");
+}
+
+#[test]
+fn corrupt_truncated_or_foreign_weights_give_clear_errors() {
+    let cfg = UNetConfig::default();
+    let bytes = encode_module(UNet::init_seeded(&cfg, 1, &dev()), true).unwrap();
+    let entry = FileEntry { name: "unet.bpk".into(), bytes: bytes.len(), sha256: sha256_hex(&bytes), dtype: "f16".into() };
+    let config = DdpmConfig { model: cfg.clone(), ..DdpmConfig::default() };
+    let err = load_unet(&config, &entry, bytes[..bytes.len() - 10].to_vec(), &dev()).unwrap_err();
+    assert!(err.0.contains("bytes, the manifest says"), "{err}");
+    let mut flipped = bytes.clone();
+    flipped[bytes.len() / 2] ^= 0xff;
+    let err = load_unet(&config, &entry, flipped, &dev()).unwrap_err();
+    assert!(err.0.contains("SHA-256"), "{err}");
+    assert!(load_module(UNet::new(&cfg, &dev()), b"not a burnpack".to_vec()).unwrap_err().0.contains("burnpack"));
+    // Weights of another architecture do not load silently.
+    let other = UNetConfig { channels: [32, 64, 64], ..cfg.clone() };
+    let foreign = encode_module(UNet::init_seeded(&other, 1, &dev()), false).unwrap();
+    assert!(load_module(UNet::new(&cfg, &dev()), foreign).is_err());
+}
+
+fn settings(method: Method, digit: Option<usize>, seed: u64) -> SampleSettings {
+    SampleSettings { digit, guidance: 2.0, method, seed, count: 2, clip_x0: true }
+}
+
+#[test]
+fn sampler_runs_every_step_and_a_seed_fixes_the_trajectory() {
+    let cfg = DdpmConfig::default();
+    let schedule = cfg.schedule();
+    let model = UNet::init_seeded(&cfg.model, 2, &dev());
+    let run = |s: SampleSettings| {
+        let mut sampler = Sampler::new(s, &schedule, &dev());
+        let mut ts = Vec::new();
+        while let Some(step) = sampler.step(&model) {
+            assert_eq!(step.done, ts.len() + 1);
+            ts.push(step.t);
+        }
+        (ts, read(sampler.current()))
+    };
+    let (ts, a) = run(settings(Method::Ddim { steps: 5, eta: 0.5 }, Some(7), 1));
+    assert_eq!(ts, vec![1000, 750, 501, 251, 1]);
+    let (_, b) = run(settings(Method::Ddim { steps: 5, eta: 0.5 }, Some(7), 1));
+    let (_, c) = run(settings(Method::Ddim { steps: 5, eta: 0.5 }, Some(7), 2));
+    assert_eq!(a, b);
+    assert_ne!(a, c);
+    assert!(a.iter().all(|v| v.is_finite()));
+    let (_, u) = run(settings(Method::Ddim { steps: 3, eta: 0.0 }, None, 1));
+    assert!(u.iter().all(|v| v.is_finite()));
+}
+
+#[test]
+fn ddpm_sampler_takes_t_steps() {
+    let cfg = DdpmConfig { timesteps: 20, ..DdpmConfig::default() };
+    let schedule = cfg.schedule();
+    let model = UNet::init_seeded(&cfg.model, 2, &dev());
+    let mut sampler = Sampler::new(settings(Method::Ddpm { variance: VarianceKind::Beta }, Some(3), 4), &schedule, &dev());
+    assert_eq!(sampler.total_steps(), 20);
+    let mut last_t = 21;
+    while let Some(step) = sampler.step(&model) {
+        assert_eq!(step.t, last_t - 1);
+        last_t = step.t;
+    }
+    assert_eq!(last_t, 1);
+    assert!(sampler.is_done());
+}
