@@ -16,4 +16,4 @@ cargo test --locked
 echo "== browser tests (headless Chromium: WebGPU and CPU fallback) =="
 export CHROMEDRIVER="${CHROMEDRIVER:-/usr/bin/chromedriver}"
 export WASM_BINDGEN_TEST_TIMEOUT="${WASM_BINDGEN_TEST_TIMEOUT:-600}"
-cargo test --locked --target wasm32-unknown-unknown --no-default-features -- --nocapture
+cargo test --locked --target wasm32-unknown-unknown --no-default-features --test web -- --nocapture

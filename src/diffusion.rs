@@ -15,10 +15,10 @@ pub fn scale(x: Tensor<4>, coef: &[f64]) -> Tensor<4> {
     let n = x.dims()[0];
     assert_eq!(coef.len(), n, "one coefficient per sample");
     if coef.iter().all(|&c| c == coef[0]) {
-        return x.mul_scalar(coef[0] as f32);
+        return x.mul_scalar(coef[0]);
     }
-    let values: Vec<f32> = coef.iter().map(|&c| c as f32).collect();
-    let c = Tensor::<4>::from_data(TensorData::new(values, [n, 1, 1, 1]), &x.device());
+    // Created in x's precision: f64 tensors (used by tests) keep f64 coefficients.
+    let c = Tensor::<4>::from_data(TensorData::new(coef.to_vec(), [n, 1, 1, 1]), (&x.device(), x.dtype()));
     x * c
 }
 
@@ -87,7 +87,7 @@ pub fn mean_from_score(s: &NoiseSchedule, x_t: Tensor<4>, idx: &[usize], score: 
 
 /// Classifier-free guidance (Ho & Salimans 2022, Eq. 6): eps = (1 + w) eps_cond - w eps_uncond.
 pub fn guided_eps(eps_cond: Tensor<4>, eps_uncond: Tensor<4>, w: f64) -> Tensor<4> {
-    eps_cond.mul_scalar((1.0 + w) as f32) - eps_uncond.mul_scalar(w as f32)
+    eps_cond.mul_scalar(1.0 + w) - eps_uncond.mul_scalar(w)
 }
 
 /// One reverse step's outputs.
@@ -122,7 +122,7 @@ pub fn ddpm_step(
         mean_from_eps(s, x_t, &idx, eps)
     };
     let x_prev = match noise {
-        Some(z) if i > 0 => mean + z.mul_scalar(s.reverse_variance(variance, i).sqrt() as f32),
+        Some(z) if i > 0 => mean + z.mul_scalar(s.reverse_variance(variance, i).sqrt()),
         _ => mean,
     };
     StepOutput { x_prev, x0_pred }
@@ -159,9 +159,9 @@ pub fn ddim_step(
     let ab_prev = i_prev.map_or(1.0, |p| s.alpha_bar[p]);
     let sigma = ddim_sigma(s, i, i_prev, eta);
     let dir = (1.0 - ab_prev - sigma * sigma).max(0.0).sqrt();
-    let mut x_prev = x0_pred.clone().mul_scalar(ab_prev.sqrt() as f32) + eps.mul_scalar(dir as f32);
+    let mut x_prev = x0_pred.clone().mul_scalar(ab_prev.sqrt()) + eps.mul_scalar(dir);
     if let (Some(z), true) = (noise, sigma > 0.0) {
-        x_prev = x_prev + z.mul_scalar(sigma as f32);
+        x_prev = x_prev + z.mul_scalar(sigma);
     }
     StepOutput { x_prev, x0_pred }
 }

@@ -5,9 +5,11 @@
 //! `model` (the U-Net) -> `sampling` (reverse loop) -> `weights` (shipped files) -> `web`
 //! (browser only) / `train` (native only).
 
+pub mod classifier;
 pub mod config;
 pub mod diffusion;
 pub mod elbo;
+pub mod metrics;
 pub mod model;
 pub mod noise;
 pub mod sampling;
@@ -16,6 +18,8 @@ pub mod weights;
 
 #[cfg(not(target_family = "wasm"))]
 pub mod data;
+#[cfg(not(target_family = "wasm"))]
+pub mod evaluate;
 #[cfg(not(target_family = "wasm"))]
 pub mod train;
 

@@ -244,7 +244,8 @@ impl ModuleMapper for SeededInit {
     }
 
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let container = self.container.last().map(String::as_str).unwrap_or("");
+        // Burn names containers "Struct:GroupNorm" etc.; match on the type name.
+        let container = self.container.last().map(|c| c.rsplit(':').next().unwrap_or(c)).unwrap_or("");
         let rng = &mut self.rng;
         param.map(|tensor| {
             let dims = tensor.dims();

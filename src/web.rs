@@ -134,7 +134,7 @@ pub async fn init_backend(preference: BackendPreference) -> Backend {
 /// Read a tensor to the host (the only way that works on WebGPU).
 pub async fn read_f32<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>, String> {
     let data = t.into_data_async().await.map_err(|e| format!("reading a tensor failed: {e:?}"))?;
-    data.to_vec::<f32>().map_err(|e| format!("unexpected tensor data: {e:?}"))
+    data.try_to_vec::<f32>().map_err(|e| format!("unexpected tensor data: {e:?}"))
 }
 
 async fn fetch_bytes(url: &str) -> Result<Vec<u8>, String> {

@@ -114,3 +114,22 @@ impl ModuleMapper for CastTo {
         param.map(|t| t.cast(dtype))
     }
 }
+
+pub const CLASSIFIER_FILE: &str = "classifier.bpk";
+
+/// Read `dir/manifest.json`, let `edit` change it, write it back (native tools only).
+#[cfg(not(target_family = "wasm"))]
+pub fn update_manifest(dir: &std::path::Path, edit: impl FnOnce(&mut Manifest)) -> Result<(), WeightsError> {
+    let path = dir.join(MANIFEST);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| WeightsError(format!("{}: {e} (export the U-Net first: cargo run --release --bin export)", path.display())))?;
+    let mut manifest = Manifest::parse(&text)?;
+    edit(&mut manifest);
+    std::fs::write(&path, serde_json::to_string_pretty(&manifest).unwrap() + "\n")
+        .map_err(|e| WeightsError(format!("{}: {e}", path.display())))
+}
+
+/// Record a file (bytes and checksum) in the manifest's file list, replacing an older entry.
+pub fn file_entry(name: &str, bytes: &[u8], dtype: &str) -> FileEntry {
+    FileEntry { name: name.into(), bytes: bytes.len(), sha256: sha256_hex(bytes), dtype: dtype.into() }
+}

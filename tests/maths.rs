@@ -1,7 +1,8 @@
 //! Every diffusion formula against its closed form or a Monte-Carlo estimate, on Burn's CPU
 //! backend (the same tensor code the browser runs).
+#![cfg(not(target_family = "wasm"))]
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{DType, Device, Tensor, TensorData};
 use ddpm_web::diffusion::*;
 use ddpm_web::elbo::*;
 use ddpm_web::noise::NoiseSource;
@@ -20,11 +21,15 @@ fn tensor(values: Vec<f32>, shape: [usize; 4]) -> Tensor<4> {
 }
 
 fn read(t: Tensor<4>) -> Vec<f32> {
-    t.into_data().to_vec::<f32>().unwrap()
+    t.into_data().try_to_vec::<f32>().unwrap()
+}
+
+fn read_f64(t: Tensor<4>) -> Vec<f64> {
+    t.into_data().convert::<f64>().try_to_vec::<f64>().unwrap()
 }
 
 fn read1(t: Tensor<1>) -> Vec<f32> {
-    t.into_data().to_vec::<f32>().unwrap()
+    t.into_data().try_to_vec::<f32>().unwrap()
 }
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f64 {
@@ -141,20 +146,28 @@ fn eps_x0_and_score_conversions_invert_each_other() {
 
 #[test]
 fn three_parameterisations_give_the_same_reverse_mean() {
+    // The identity is exact: checked in f64 to 1e-6 at every t of both schedules. In f32 the x_0
+    // route is ill-conditioned where alpha_bar_t -> 0 (x_0 = x_t / sqrt(alpha_bar_t) reaches ~2e4
+    // at t = T on the cosine schedule), so there the agreement is relative to |x_0|.
     for kind in [ScheduleKind::DDPM_LINEAR, ScheduleKind::COSINE] {
         let s = NoiseSchedule::new(kind, 1000);
         let mut rng = NoiseSource::new(5);
         let n = 10;
-        let idx: Vec<usize> = (0..n).map(|k| k * 111).collect();
-        let x_t = rng.tensor([n, 1, 8, 8], &dev());
-        let eps = rng.tensor([n, 1, 8, 8], &dev());
-        let via_eps = read(mean_from_eps(&s, x_t.clone(), &idx, eps.clone()));
-        let x0 = x0_from_eps(&s, x_t.clone(), &idx, eps.clone());
-        let via_x0 = read(mean_from_x0(&s, x_t.clone(), &idx, x0));
-        let via_score = read(mean_from_score(&s, x_t.clone(), &idx, score_from_eps(&s, &idx, eps)));
-        let d1 = max_abs_diff(&via_eps, &via_x0);
-        let d2 = max_abs_diff(&via_eps, &via_score);
-        assert!(d1 < 1e-5 && d2 < 1e-5, "{}: eps-vs-x0 {d1:e}, eps-vs-score {d2:e}", kind.name());
+        let idx: Vec<usize> = (0..n).map(|k| k * 111).chain([999]).collect();
+        let n = idx.len();
+        for dtype in [DType::F64, DType::F32] {
+            let x_t = rng.tensor([n, 1, 8, 8], &dev()).cast(dtype);
+            let eps = rng.tensor([n, 1, 8, 8], &dev()).cast(dtype);
+            let via_eps = read_f64(mean_from_eps(&s, x_t.clone(), &idx, eps.clone()));
+            let x0 = x0_from_eps(&s, x_t.clone(), &idx, eps.clone());
+            let x0_scale = read_f64(x0.clone()).iter().fold(1.0f64, |m, v| m.max(v.abs()));
+            let via_x0 = read_f64(mean_from_x0(&s, x_t.clone(), &idx, x0));
+            let via_score = read_f64(mean_from_score(&s, x_t.clone(), &idx, score_from_eps(&s, &idx, eps)));
+            let diff = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
+            let (d1, d2) = (diff(&via_eps, &via_x0), diff(&via_eps, &via_score));
+            let tol = if dtype == DType::F64 { 1e-6 } else { 1e-6 * x0_scale };
+            assert!(d1 < tol && d2 < tol, "{} {dtype:?}: eps-vs-x0 {d1:e}, eps-vs-score {d2:e}, tolerance {tol:e}", kind.name());
+        }
     }
 }
 

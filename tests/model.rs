@@ -1,4 +1,5 @@
 //! The U-Net's shape, size and determinism, the weights round trip, and the sampling loop.
+#![cfg(not(target_family = "wasm"))]
 
 use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor, TensorData};
@@ -22,7 +23,7 @@ fn inputs(n: usize, seed: u64) -> (Tensor<4>, Tensor<1>, Tensor<1, Int>) {
 }
 
 fn read(t: Tensor<4>) -> Vec<f32> {
-    t.into_data().to_vec::<f32>().unwrap()
+    t.into_data().try_to_vec::<f32>().unwrap()
 }
 
 /// Parameter count from the architecture's layer formulas, written independently of the code.

@@ -1,0 +1,149 @@
+//! Evaluate the shipped weights in `weights/`.
+//!
+//!   cargo run --release --bin evaluate -- [--per-digit 100] [--fd-samples 1000] [--nll-digits 1000]
+//!       [--only classifier,ddim,ddpm,fd,nll] [--batch 100] [--record]
+//!
+//! 1. the classifier's held-out accuracy;
+//! 2. conditional accuracy: `--per-digit` samples per digit at the default guidance, with DDIM
+//!    (50 steps, eta 0) and DDPM (1000 steps), labelled by the classifier;
+//! 3. Fréchet distance (classifier features) between `--fd-samples` unconditional samples
+//!    (DDIM 50) and the held-out digits, beside real-vs-real and noise-vs-real calibrations;
+//! 4. the NLL bound in bits/dim (all T terms) on `--nll-digits` held-out digits.
+//! Finished chunks are cached under .cache/eval/<weights sha>/, so an interrupted run resumes.
+//! `--record` writes the figures into weights/manifest.json.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Instant;
+
+use burn::tensor::Device;
+use ddpm_web::classifier::Classifier;
+use ddpm_web::data::{DEFAULT_CACHE, load_mnist, split};
+use ddpm_web::evaluate::*;
+use ddpm_web::metrics::frechet_distance_of;
+use ddpm_web::model::{PIXELS, UNet};
+use ddpm_web::noise::NoiseSource;
+use ddpm_web::sampling::Method;
+use ddpm_web::weights::{CLASSIFIER_FILE, MANIFEST, Manifest, UNET_FILE, load_module, update_manifest, verify};
+use serde_json::json;
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<(), String> {
+    let (mut per_digit, mut fd_samples, mut nll_digits, mut batch, mut record) = (100usize, 1000usize, 1000usize, 100usize, false);
+    let mut only: BTreeSet<String> = ["classifier", "ddim", "ddpm", "fd", "nll"].iter().map(|s| s.to_string()).collect();
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let mut num = |name: &str| args.next().and_then(|v| v.parse::<usize>().ok()).filter(|&v| v > 0).ok_or(format!("{name} needs a positive number"));
+        match flag.as_str() {
+            "--per-digit" => per_digit = num("--per-digit")?,
+            "--fd-samples" => fd_samples = num("--fd-samples")?,
+            "--nll-digits" => nll_digits = num("--nll-digits")?,
+            "--batch" => batch = num("--batch")?,
+            "--record" => record = true,
+            "--only" => only = args.next().ok_or("--only needs a list")?.split(',').map(|s| s.trim().to_string()).collect(),
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    let dir = Path::new("weights");
+    let manifest = Manifest::parse(&std::fs::read_to_string(dir.join(MANIFEST)).map_err(|e| format!("weights/{MANIFEST}: {e}"))?)
+        .map_err(|e| e.to_string())?;
+    let cfg = manifest.config.clone();
+    let device = Device::flex();
+    let load = |name: &str| -> Result<Vec<u8>, String> {
+        let entry = manifest.file(name).map_err(|e| e.to_string())?;
+        let bytes = std::fs::read(dir.join(name)).map_err(|e| format!("weights/{name}: {e}"))?;
+        verify(entry, &bytes).map_err(|e| e.to_string())?;
+        Ok(bytes)
+    };
+    let unet_bytes = load(UNET_FILE)?;
+    let model = load_module(UNet::new(&cfg.model, &device), unet_bytes).map_err(|e| e.to_string())?;
+    let classifier = load_module(Classifier::new(&device), load(CLASSIFIER_FILE)?).map_err(|e| e.to_string())?;
+    let cache = ChunkCache::new(Some(cache_dir(&manifest.file(UNET_FILE).unwrap().sha256)));
+    let digits = load_mnist(Path::new(DEFAULT_CACHE)).map_err(|e| e.to_string())?;
+    let (train, held_out) = split(&digits);
+    let held_values = digits_to_values(&held_out);
+    let progress = |m: &str| eprint!("\r\x1b[2K{m}");
+    let mut metrics = serde_json::Map::new();
+    let command = |flags: String| format!("cargo run --release --bin evaluate -- {flags}");
+
+    if only.contains("classifier") {
+        let (labels, _) = classify(&classifier, &held_values, &device);
+        let acc = labels.iter().zip(&held_out).filter(|(l, d)| **l == d.label).count() as f64 / held_out.len() as f64;
+        println!("classifier held-out accuracy: {:.2}% ({} digits)", 100.0 * acc, held_out.len());
+    }
+    for (name, method) in [("ddim", Method::Ddim { steps: 50, eta: 0.0 }), ("ddpm", Method::Ddpm { variance: cfg.variance })] {
+        if !only.contains(name) {
+            continue;
+        }
+        let start = Instant::now();
+        let (acc, per_class) = conditional_accuracy(&model, &classifier, &cfg, method, per_digit, batch, &cache, &device, progress);
+        eprintln!();
+        println!(
+            "conditional accuracy, {}: {:.2}% ({per_digit} per digit, guidance {}); per digit {:?} [{:.0} s]",
+            method_tag(method),
+            100.0 * acc,
+            cfg.guidance,
+            per_class.iter().map(|a| (a * 100.0).round() / 100.0).collect::<Vec<_>>(),
+            start.elapsed().as_secs_f64()
+        );
+        metrics.insert(
+            format!("conditional_accuracy_{}", method_tag(method)),
+            json!({"value": acc, "per_digit": per_class, "samples_per_digit": per_digit, "guidance": cfg.guidance,
+                   "command": command(format!("--only {name} --per-digit {per_digit}"))}),
+        );
+    }
+    if only.contains("fd") {
+        let start = Instant::now();
+        let method = Method::Ddim { steps: 50, eta: 0.0 };
+        let samples = unconditional_samples(&model, &cfg, method, fd_samples, batch, &cache, &device, progress);
+        eprintln!();
+        let (_, f_held) = classify(&classifier, &held_values, &device);
+        let (_, f_samples) = classify(&classifier, &samples, &device);
+        let train_values = digits_to_values(&train[..held_out.len().min(train.len())]);
+        let (_, f_train) = classify(&classifier, &train_values, &device);
+        let mut rng = NoiseSource::new(4_000_000);
+        let noise: Vec<f32> = rng.normal(held_out.len() * PIXELS).iter().map(|v| v.clamp(-1.0, 1.0)).collect();
+        let (_, f_noise) = classify(&classifier, &noise, &device);
+        let fd = frechet_distance_of(&f_samples, &f_held);
+        let real = frechet_distance_of(&f_train, &f_held);
+        let noise_fd = frechet_distance_of(&f_noise, &f_held);
+        println!(
+            "Fréchet distance (classifier features): samples {fd:.3}, real-vs-real {real:.3} (ratio {:.2}), noise {noise_fd:.1} [{:.0} s]",
+            fd / real,
+            start.elapsed().as_secs_f64()
+        );
+        metrics.insert(
+            "frechet_distance".into(),
+            json!({"samples": fd, "real_vs_real": real, "noise_vs_real": noise_fd, "ratio_to_real": fd / real,
+                   "sample_count": fd_samples, "sampler": method_tag(method), "command": command(format!("--only fd --fd-samples {fd_samples}"))}),
+        );
+    }
+    if only.contains("nll") {
+        let start = Instant::now();
+        let n = nll_digits.min(held_out.len());
+        let (mean, se) = nll_bound(&model, &cfg, &held_out[..n], 250, &cache, &device, progress);
+        eprintln!();
+        println!("NLL bound: {mean:.4} ± {se:.4} bits/dim on {n} held-out digits [{:.0} s]", start.elapsed().as_secs_f64());
+        metrics.insert(
+            "nll_bound_bits_per_dim".into(),
+            json!({"value": mean, "standard_error": se, "digits": n, "terms": "L_T + all L_{t-1} + L_0 (T = 1000)",
+                   "command": command(format!("--only nll --nll-digits {n}"))}),
+        );
+    }
+    if record {
+        update_manifest(dir, |m| {
+            for (k, v) in metrics {
+                m.metrics[k.as_str()] = v;
+            }
+        })
+        .map_err(|e| e.to_string())?;
+        println!("recorded in weights/{MANIFEST}");
+    }
+    Ok(())
+}

@@ -1,0 +1,206 @@
+//! The evaluation of shipped weights: conditional accuracy of samples under the project's
+//! classifier, the Fréchet distance in its feature space, and the NLL bound in bits/dim.
+//! Native only; the expensive loops cache each finished chunk so a run can resume.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use serde::{Serialize, de::DeserializeOwned};
+
+use crate::classifier::Classifier;
+use crate::config::DdpmConfig;
+use crate::data::Digit;
+use crate::elbo::{TermBatch, bits_per_dim, prior_kl};
+use crate::model::{IMAGE_SIZE, NULL_CLASS, PIXELS, UNet};
+use crate::noise::NoiseSource;
+use crate::sampling::{Method, SampleSettings, Sampler};
+
+/// Caches finished chunks as JSON files under one directory (keyed by the weights' checksum).
+pub struct ChunkCache {
+    dir: Option<PathBuf>,
+}
+
+impl ChunkCache {
+    pub fn new(dir: Option<PathBuf>) -> Self {
+        if let Some(d) = &dir {
+            let _ = std::fs::create_dir_all(d);
+        }
+        Self { dir }
+    }
+
+    pub fn get_or<T: Serialize + DeserializeOwned>(&self, key: &str, compute: impl FnOnce() -> T) -> T {
+        let path = self.dir.as_ref().map(|d| d.join(format!("{key}.json")));
+        if let Some(p) = &path {
+            if let Some(v) = std::fs::read_to_string(p).ok().and_then(|s| serde_json::from_str(&s).ok()) {
+                return v;
+            }
+        }
+        let value = compute();
+        if let Some(p) = path {
+            let _ = std::fs::write(p, serde_json::to_string(&value).unwrap());
+        }
+        value
+    }
+}
+
+fn read(t: Tensor<4>) -> Vec<f32> {
+    t.into_data().try_to_vec::<f32>().expect("f32 tensor")
+}
+
+/// Generate `count` samples (final x_0, clamped to [-1, 1]) with one sampler run.
+pub fn generate(model: &UNet, cfg: &DdpmConfig, settings: SampleSettings, device: &Device) -> Vec<f32> {
+    let schedule = cfg.schedule();
+    let mut sampler = Sampler::new(settings, &schedule, device);
+    while sampler.step(model).is_some() {}
+    read(sampler.current().clamp(-1.0, 1.0))
+}
+
+pub fn images(values: &[f32], device: &Device) -> Tensor<4> {
+    let n = values.len() / PIXELS;
+    Tensor::from_data(TensorData::new(values.to_vec(), [n, 1, IMAGE_SIZE, IMAGE_SIZE]), device)
+}
+
+pub fn digits_to_values(digits: &[Digit]) -> Vec<f32> {
+    digits.iter().flat_map(Digit::to_model_space).collect()
+}
+
+/// Classifier labels and penultimate features for flat image values.
+pub fn classify(classifier: &Classifier, values: &[f32], device: &Device) -> (Vec<usize>, Vec<Vec<f32>>) {
+    let mut labels = Vec::new();
+    let mut features = Vec::new();
+    for chunk in values.chunks(500 * PIXELS) {
+        let f = classifier.features(images(chunk, device));
+        let l: Vec<i64> = classifier.logits_from_features(f.clone()).argmax(1).into_data().convert::<i64>().try_to_vec().unwrap();
+        labels.extend(l.into_iter().map(|v| v as usize));
+        let [n, d] = f.dims();
+        let fv: Vec<f32> = f.into_data().try_to_vec().unwrap();
+        features.extend((0..n).map(|k| fv[k * d..(k + 1) * d].to_vec()));
+    }
+    (labels, features)
+}
+
+/// Fraction of samples of each digit that the classifier labels as that digit.
+pub fn conditional_accuracy(
+    model: &UNet,
+    classifier: &Classifier,
+    cfg: &DdpmConfig,
+    method: Method,
+    per_digit: usize,
+    batch: usize,
+    cache: &ChunkCache,
+    device: &Device,
+    mut progress: impl FnMut(&str),
+) -> (f64, Vec<f64>) {
+    let tag = method_tag(method);
+    let mut per_class = Vec::new();
+    for digit in 0..10 {
+        let mut hits = 0usize;
+        let mut done = 0usize;
+        while done < per_digit {
+            let count = batch.min(per_digit - done);
+            let key = format!("acc-{tag}-d{digit}-o{done}-n{count}");
+            let chunk_hits: usize = cache.get_or(&key, || {
+                let settings = SampleSettings {
+                    digit: Some(digit),
+                    guidance: cfg.guidance,
+                    method,
+                    seed: 1_000_000 + 1000 * digit as u64 + done as u64,
+                    count,
+                    clip_x0: true,
+                };
+                let values = generate(model, cfg, settings, device);
+                classify(classifier, &values, device).0.iter().filter(|&&l| l == digit).count()
+            });
+            hits += chunk_hits;
+            done += count;
+            progress(&format!("{tag}: digit {digit}, {done}/{per_digit}"));
+        }
+        per_class.push(hits as f64 / per_digit as f64);
+    }
+    (per_class.iter().sum::<f64>() / 10.0, per_class)
+}
+
+pub fn method_tag(method: Method) -> String {
+    match method {
+        Method::Ddpm { .. } => "ddpm1000".into(),
+        Method::Ddim { steps, eta } => format!("ddim{steps}-eta{eta}"),
+    }
+}
+
+/// `count` unconditional samples (null class, no guidance), in chunks of `batch`.
+pub fn unconditional_samples(
+    model: &UNet,
+    cfg: &DdpmConfig,
+    method: Method,
+    count: usize,
+    batch: usize,
+    cache: &ChunkCache,
+    device: &Device,
+    mut progress: impl FnMut(&str),
+) -> Vec<f32> {
+    let tag = method_tag(method);
+    let mut values = Vec::with_capacity(count * PIXELS);
+    let mut done = 0;
+    while done < count {
+        let n = batch.min(count - done);
+        let chunk: Vec<f32> = cache.get_or(&format!("uncond-{tag}-o{done}-n{n}"), || {
+            let settings = SampleSettings { digit: None, guidance: 0.0, method, seed: 2_000_000 + done as u64, count: n, clip_x0: true };
+            generate(model, cfg, settings, device)
+        });
+        values.extend(chunk);
+        done += n;
+        progress(&format!("unconditional {tag}: {done}/{count}"));
+    }
+    values
+}
+
+/// The full variational bound (all T terms + L_T) for one image, in bits/dim, with the
+/// unconditional model (null class). `batch` timesteps per model call.
+pub fn nll_bound_bits_per_dim(model: &UNet, cfg: &DdpmConfig, x0: &[f32], seed: u64, batch: usize, device: &Device) -> f64 {
+    let s = cfg.schedule();
+    let t_max = s.timesteps();
+    let mut rng = NoiseSource::new(seed);
+    let x0_one = images(x0, device);
+    let mut nats = prior_kl(&s, x0_one).into_data().try_to_vec::<f32>().unwrap()[0] as f64;
+    let mut start = 0;
+    while start < t_max {
+        let n = batch.min(t_max - start);
+        let idx: Vec<usize> = (start..start + n).collect();
+        let repeated: Vec<f32> = (0..n).flat_map(|_| x0.iter().copied()).collect();
+        let noise = rng.tensor([n, 1, IMAGE_SIZE, IMAGE_SIZE], device);
+        let terms = TermBatch::new(&s, images(&repeated, device), idx.clone(), noise);
+        let t = Tensor::<1>::from_data(TensorData::new(idx.iter().map(|&i| (i + 1) as f32).collect::<Vec<_>>(), [n]), device);
+        let c = Tensor::<1, Int>::from_data(TensorData::new(vec![NULL_CLASS as i64; n], [n]), device);
+        let eps = model.forward(terms.x_t.clone(), t, c);
+        let v: Vec<f32> = terms.terms(&s, eps, cfg.variance).into_data().try_to_vec().unwrap();
+        nats += v.iter().map(|&x| x as f64).sum::<f64>();
+        start += n;
+    }
+    bits_per_dim(nats, PIXELS)
+}
+
+/// Mean and standard error of the bound over `digits`, each cached.
+pub fn nll_bound(
+    model: &UNet,
+    cfg: &DdpmConfig,
+    digits: &[Digit],
+    batch: usize,
+    cache: &ChunkCache,
+    device: &Device,
+    mut progress: impl FnMut(&str),
+) -> (f64, f64) {
+    let mut values = Vec::new();
+    for (k, d) in digits.iter().enumerate() {
+        let v: f64 = cache.get_or(&format!("nll-{k}"), || nll_bound_bits_per_dim(model, cfg, &d.to_model_space(), 3_000_000 + k as u64, batch, device));
+        values.push(v);
+        progress(&format!("NLL bound: {}/{} digits, running mean {:.4} bits/dim", k + 1, digits.len(), values.iter().sum::<f64>() / values.len() as f64));
+    }
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let sd = (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0)).sqrt();
+    (mean, sd / n.sqrt())
+}
+
+pub fn cache_dir(weights_sha: &str) -> PathBuf {
+    Path::new(".cache/eval").join(&weights_sha[..16])
+}
