@@ -42,6 +42,34 @@ impl Default for UNetConfig {
     }
 }
 
+impl UNetConfig {
+    /// Floating-point operations of one forward pass for one image (2 per multiply-add), counting
+    /// convolutions, linear layers and attention products; norms and activations are excluded.
+    pub fn forward_flops(&self) -> usize {
+        let [c0, c1, c2] = self.channels;
+        let e = self.emb_dim;
+        let (p0, p1, p2) = (IMAGE_SIZE * IMAGE_SIZE, (IMAGE_SIZE / 2).pow(2), (IMAGE_SIZE / 4).pow(2));
+        let conv = |i: usize, o: usize, k: usize, pixels: usize| 2 * i * o * k * k * pixels;
+        let res = |i: usize, o: usize, pixels: usize| {
+            conv(i, o, 3, pixels) + conv(o, o, 3, pixels) + 2 * e * o + if i != o { conv(i, o, 1, pixels) } else { 0 }
+        };
+        let attention = 2 * p2 * c2 * 3 * c2 + 2 * p2 * c2 * c2 + 2 * 2 * p2 * p2 * c2;
+        4 * e * e
+            + conv(IMAGE_CHANNELS, c0, 3, p0)
+            + res(c0, c0, p0)
+            + conv(c0, c0, 3, p1)
+            + res(c0, c1, p1)
+            + conv(c1, c1, 3, p2)
+            + res(c1, c2, p2)
+            + attention
+            + res(c2, c2, p2)
+            + res(2 * c2, c2, p2)
+            + res(c2 + c1, c1, p1)
+            + res(c1 + c0, c0, p0)
+            + conv(c0, IMAGE_CHANNELS, 3, p0)
+    }
+}
+
 fn conv3x3(c_in: usize, c_out: usize, stride: usize, device: &Device) -> Conv2d {
     Conv2dConfig::new([c_in, c_out], [3, 3])
         .with_stride([stride, stride])

@@ -67,6 +67,17 @@ fn output_shape_and_parameter_count() {
 }
 
 #[test]
+fn forward_flops_of_the_default_network() {
+    // Hand sum, layer by layer, for channels 16/32/64 and emb 128 (README): convolutions and
+    // attention 73,118,976 + embedding projections 73,728 + time MLP 65,536.
+    let flops = UNetConfig::default().forward_flops();
+    assert_eq!(flops, 73_258_240, "{flops}");
+    // Doubling every width roughly quadruples the convolution cost.
+    let wide = UNetConfig { channels: [32, 64, 128], ..UNetConfig::default() }.forward_flops();
+    assert!((3.8..4.1).contains(&(wide as f64 / flops as f64)));
+}
+
+#[test]
 fn a_seed_fixes_the_weights_and_the_output() {
     let cfg = UNetConfig::default();
     let (x, t, c) = inputs(2, 5);

@@ -90,7 +90,13 @@ fn run() -> Result<(), String> {
     if let Some(k) = args.bench {
         let dir = std::env::temp_dir().join(format!("ddpm-bench-{}", std::process::id()));
         let mut trainer = Trainer::open(cfg.clone(), dir.clone(), device)?;
-        println!("model: {:?}, {} parameters, batch {}", cfg.model.channels, trainer.model.num_params(), cfg.train.batch_size);
+        println!(
+            "model: {:?}, {} parameters, {:.1} MFLOPs per image per forward, batch {}",
+            cfg.model.channels,
+            trainer.model.num_params(),
+            cfg.model.forward_flops() as f64 / 1e6,
+            cfg.train.batch_size
+        );
         trainer.step(&images, &labels); // warm-up
         let start = Instant::now();
         for _ in 0..k {
