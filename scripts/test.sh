@@ -2,7 +2,8 @@
 # Every test: installs what is missing (idempotent), then
 #   1. the native suite (`cargo test`): maths, model, weights, data, sampler;
 #   2. the browser suite (wasm-bindgen-test in headless Chromium, WebGPU via SwiftShader and the
-#      CPU fallback), with the flags from webdriver.json.
+#      CPU fallback), with the flags from webdriver.json;
+#   3. the end-to-end test of the real app built by trunk (tests/e2e/sample.mjs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -17,3 +18,8 @@ echo "== browser tests (headless Chromium: WebGPU and CPU fallback) =="
 export CHROMEDRIVER="${CHROMEDRIVER:-/usr/bin/chromedriver}"
 export WASM_BINDGEN_TEST_TIMEOUT="${WASM_BINDGEN_TEST_TIMEOUT:-600}"
 cargo test --locked --target wasm32-unknown-unknown --no-default-features --test web -- --nocapture
+
+echo "== end-to-end test of the built app (trunk build, headless Chromium via playwright-core) =="
+trunk build --locked
+(cd tests/e2e && npm ci --no-audit --no-fund --silent)
+node tests/e2e/sample.mjs

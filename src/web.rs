@@ -12,11 +12,12 @@ use wasm_bindgen::{Clamped, JsCast};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement, ImageData, Response};
 
+use crate::classifier::Classifier;
 use crate::config::DdpmConfig;
-use crate::model::{IMAGE_SIZE, PIXELS, UNet};
+use crate::model::{IMAGE_SIZE, NUM_DIGITS, PIXELS, UNet};
 use crate::sampling::{Method, SampleSettings, Sampler, to_pixels};
 use crate::schedule::NoiseSchedule;
-use crate::weights::{MANIFEST, Manifest, UNET_FILE, load_unet};
+use crate::weights::{CLASSIFIER_FILE, MANIFEST, Manifest, UNET_FILE, load_module, load_unet, verify};
 
 #[wasm_bindgen(start)]
 pub fn start() {
@@ -150,15 +151,27 @@ async fn fetch_bytes(url: &str) -> Result<Vec<u8>, String> {
     Ok(Uint8Array::new(&buffer).to_vec())
 }
 
-/// Fetch `manifest.json` and the U-Net from `base`, verify size and SHA-256, decode onto `device`.
-pub async fn load_weights(base: &str, device: &Device) -> Result<(Manifest, UNet), String> {
+/// The verified, decoded networks.
+pub struct LoadedWeights {
+    pub manifest: Manifest,
+    pub unet: UNet,
+    pub classifier: Classifier,
+}
+
+/// Fetch `manifest.json`, the U-Net and the classifier from `base`, verify sizes and SHA-256,
+/// and decode them onto `device`.
+pub async fn load_weights(base: &str, device: &Device) -> Result<LoadedWeights, String> {
     let base = base.trim_end_matches('/');
     let manifest_bytes = fetch_bytes(&format!("{base}/{MANIFEST}")).await?;
     let manifest = Manifest::parse(&String::from_utf8_lossy(&manifest_bytes)).map_err(|e| e.to_string())?;
     let entry = manifest.file(UNET_FILE).map_err(|e| e.to_string())?.clone();
     let bytes = fetch_bytes(&format!("{base}/{}", entry.name)).await?;
-    let model = load_unet(&manifest.config, &entry, bytes, device).map_err(|e| e.to_string())?;
-    Ok((manifest, model))
+    let unet = load_unet(&manifest.config, &entry, bytes, device).map_err(|e| e.to_string())?;
+    let entry = manifest.file(CLASSIFIER_FILE).map_err(|e| e.to_string())?.clone();
+    let bytes = fetch_bytes(&format!("{base}/{}", entry.name)).await?;
+    verify(&entry, &bytes).map_err(|e| e.to_string())?;
+    let classifier = load_module(Classifier::new(device), bytes).map_err(|e| e.to_string())?;
+    Ok(LoadedWeights { manifest, unet, classifier })
 }
 
 /// Grey images ([n, 784] in [-1, 1]) tiled into a square-ish grid, as RGBA bytes.
@@ -205,7 +218,42 @@ struct State {
     config: DdpmConfig,
     schedule: NoiseSchedule,
     model: UNet,
+    classifier: Classifier,
     sampler: Option<Sampler>,
+}
+
+/// What the page shows at a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    /// The current state x_{t-1}.
+    State,
+    /// The model's estimate of x_0.
+    PredictedX0,
+    /// The predicted noise eps (shown scaled into [-1, 1]).
+    PredictedNoise,
+}
+
+impl View {
+    pub fn parse(name: &str) -> Result<View, String> {
+        match name {
+            "xt" => Ok(View::State),
+            "x0" => Ok(View::PredictedX0),
+            "eps" => Ok(View::PredictedNoise),
+            other => Err(format!("view={other} is not one of xt, x0, eps")),
+        }
+    }
+}
+
+/// Top label and its probability for each sample, from class probabilities [n, 10].
+pub fn readout(probabilities: &[f32]) -> Vec<(usize, f32)> {
+    probabilities
+        .chunks(NUM_DIGITS)
+        .map(|p| p.iter().copied().enumerate().fold((0, f32::MIN), |best, (k, v)| if v > best.1 { (k, v) } else { best }))
+        .collect()
+}
+
+fn set(obj: &js_sys::Object, key: &str, value: JsValue) {
+    let _ = Reflect::set(obj, &key.into(), &value);
 }
 
 /// The sampler as the page sees it.
@@ -217,12 +265,12 @@ pub struct App {
 #[wasm_bindgen]
 impl App {
     /// Choose the backend (`backend` is the URL parameter, possibly empty), then fetch, verify and
-    /// decode the weights under `weights_base`, and warm the network up once.
+    /// decode the weights under `weights_base`, and warm the networks up once.
     pub async fn create(backend: String, weights_base: String) -> Result<App, JsError> {
         let preference = BackendPreference::parse(Some(&backend)).unwrap_or(BackendPreference::Auto);
         let backend = init_backend(preference).await;
-        let (manifest, model) = load_weights(&weights_base, &backend.device).await.map_err(js_error)?;
-        let config = manifest.config.clone();
+        let weights = load_weights(&weights_base, &backend.device).await.map_err(js_error)?;
+        let config = weights.manifest.config.clone();
         let schedule = config.schedule();
         // Warm-up: compile shaders / touch every kernel once, then wait for the result.
         let mut warm = Sampler::new(
@@ -230,10 +278,11 @@ impl App {
             &schedule,
             &backend.device,
         );
-        if let Some(step) = warm.step(&model) {
-            read_f32(step.x).await.map_err(js_error)?;
+        if let Some(step) = warm.step(&weights.unet) {
+            read_f32(weights.classifier.probabilities(step.x0_pred)).await.map_err(js_error)?;
         }
-        Ok(App { state: Rc::new(RefCell::new(State { backend, config, schedule, model, sampler: None })) })
+        let state = State { backend, config, schedule, model: weights.unet, classifier: weights.classifier, sampler: None };
+        Ok(App { state: Rc::new(RefCell::new(state)) })
     }
 
     #[wasm_bindgen(getter)]
@@ -256,44 +305,104 @@ impl App {
         self.state.borrow().config.guidance
     }
 
+    #[wasm_bindgen(getter)]
+    pub fn timesteps(&self) -> usize {
+        self.state.borrow().config.timesteps
+    }
+
     /// Start a run. `digit` < 0 means any digit (unconditional); `ddim_steps` 0 means DDPM over all T.
     pub fn begin(&self, digit: i32, guidance: f64, ddim_steps: usize, eta: f64, seed: f64, count: usize) -> Result<usize, JsError> {
         let mut state = self.state.borrow_mut();
         let t = state.config.timesteps;
-        if !(0..=t).contains(&ddim_steps) || !(1..=64).contains(&count) || digit > 9 {
-            return Err(js_error(format!("settings out of range: digit {digit}, steps {ddim_steps}, count {count}")));
+        let problems = [
+            (!(-1..=9).contains(&digit)).then(|| format!("digit {digit} is not 0-9 or any")),
+            (!(0.0..=10.0).contains(&guidance)).then(|| format!("guidance {guidance} is not in 0-10")),
+            (!(ddim_steps == 0 || (10..=t).contains(&ddim_steps))).then(|| format!("DDIM steps {ddim_steps} is not in 10-{t}")),
+            (!(0.0..=1.0).contains(&eta)).then(|| format!("eta {eta} is not in 0-1")),
+            (!(seed >= 0.0 && seed <= u32::MAX as f64 && seed.fract() == 0.0)).then(|| format!("seed {seed} is not a whole number in 0-4294967295")),
+            (![1, 4, 16, 64].contains(&count)).then(|| format!("grid {count} is not 1, 4, 16 or 64")),
+        ];
+        let problems: Vec<String> = problems.into_iter().flatten().collect();
+        if !problems.is_empty() {
+            return Err(js_error(problems.join("; ")));
         }
         let method = if ddim_steps == 0 { Method::Ddpm { variance: state.config.variance } } else { Method::Ddim { steps: ddim_steps, eta } };
-        let settings = SampleSettings {
-            digit: (digit >= 0).then_some(digit as usize),
-            guidance,
-            method,
-            seed: seed.max(0.0) as u64,
-            count,
-            clip_x0: true,
-        };
+        let settings = SampleSettings { digit: (digit >= 0).then_some(digit as usize), guidance, method, seed: seed as u64, count, clip_x0: true };
         let sampler = Sampler::new(settings, &state.schedule, &state.backend.device);
         let total = sampler.total_steps();
         state.sampler = Some(sampler);
         Ok(total)
     }
 
-    /// Take one reverse step; when `canvas` is given, read x_{t-1} back and draw it. Returns the
-    /// step's t, or `undefined` when the run is finished.
-    pub async fn step(&self, canvas: Option<HtmlCanvasElement>) -> Result<Option<usize>, JsError> {
-        let (step, count) = {
+    /// Take one reverse step. When `canvas` is given, read the chosen `view` ("xt", "x0", "eps")
+    /// back, draw it, and classify the predicted x_0. Returns `undefined` when the run is over, else
+    /// `{t, done, total, labels?, confidences?}`.
+    pub async fn step(&self, canvas: Option<HtmlCanvasElement>, view: String) -> Result<JsValue, JsError> {
+        let view = View::parse(&view).map_err(js_error)?;
+        let (step, count, probabilities) = {
             let mut state = self.state.borrow_mut();
-            let State { sampler, model, .. } = &mut *state;
-            let Some(sampler) = sampler.as_mut() else { return Ok(None) };
+            let State { sampler, model, classifier, .. } = &mut *state;
+            let Some(sampler) = sampler.as_mut() else { return Ok(JsValue::UNDEFINED) };
             let count = sampler.settings().count;
-            (sampler.step(model), count)
+            let Some(step) = sampler.step(model) else { return Ok(JsValue::UNDEFINED) };
+            let probabilities = canvas.is_some().then(|| classifier.probabilities(step.x0_pred.clone()));
+            (step, count, probabilities)
         };
-        let Some(step) = step else { return Ok(None) };
-        if let Some(canvas) = canvas {
-            let values = read_f32(step.x).await.map_err(js_error)?;
+        let info = js_sys::Object::new();
+        set(&info, "t", step.t.into());
+        set(&info, "done", step.done.into());
+        set(&info, "total", step.total.into());
+        if let (Some(canvas), Some(probabilities)) = (canvas, probabilities) {
+            let shown = match view {
+                View::State => step.x,
+                View::PredictedX0 => step.x0_pred,
+                // eps ~ N(0, 1): show +-3 sigma across the grey range.
+                View::PredictedNoise => step.eps.div_scalar(3.0),
+            };
+            let values = read_f32(shown).await.map_err(js_error)?;
             draw_grid(&canvas, &values, count).map_err(js_error)?;
+            let read = readout(&read_f32(probabilities).await.map_err(js_error)?);
+            let labels: js_sys::Array = read.iter().map(|(l, _)| JsValue::from(*l as u32)).collect();
+            let confidences: js_sys::Array = read.iter().map(|(_, p)| JsValue::from(*p)).collect();
+            set(&info, "labels", labels.into());
+            set(&info, "confidences", confidences.into());
         }
-        Ok(Some(step.t))
+        Ok(info.into())
+    }
+
+    /// Classify what is drawn on `canvas` now (a grid of `count` images): lets a test check that
+    /// the canvas shows what the tensors hold.
+    #[wasm_bindgen(js_name = classifyCanvas)]
+    pub async fn classify_canvas(&self, canvas: HtmlCanvasElement, count: usize) -> Result<Vec<u32>, JsError> {
+        let ctx: CanvasRenderingContext2d = canvas
+            .get_context("2d")
+            .map_err(|e| js_error(format!("{e:?}")))?
+            .ok_or_else(|| js_error("canvas has no 2d context"))?
+            .dyn_into()
+            .map_err(|_| js_error("not a 2d context"))?;
+        let (w, h) = (canvas.width() as usize, canvas.height() as usize);
+        let rgba = ctx.get_image_data(0.0, 0.0, w as f64, h as f64).map_err(|e| js_error(format!("{e:?}")))?.data().0;
+        let cols = (count as f64).sqrt().ceil() as usize;
+        if w != cols * IMAGE_SIZE || h != count.div_ceil(cols) * IMAGE_SIZE {
+            return Err(js_error(format!("canvas is {w}x{h}, not a grid of {count} digits")));
+        }
+        let mut values = Vec::with_capacity(count * PIXELS);
+        for k in 0..count {
+            let (r, c) = (k / cols, k % cols);
+            for y in 0..IMAGE_SIZE {
+                for x in 0..IMAGE_SIZE {
+                    let o = ((r * IMAGE_SIZE + y) * w + c * IMAGE_SIZE + x) * 4;
+                    values.push(rgba[o] as f32 / 127.5 - 1.0);
+                }
+            }
+        }
+        let probabilities = {
+            let state = self.state.borrow();
+            let x = Tensor::<4>::from_data(burn::tensor::TensorData::new(values, [count, 1, IMAGE_SIZE, IMAGE_SIZE]), &state.backend.device);
+            state.classifier.probabilities(x)
+        };
+        let read = readout(&read_f32(probabilities).await.map_err(js_error)?);
+        Ok(read.iter().map(|(l, _)| *l as u32).collect())
     }
 
     /// Forget the current run (Stop).

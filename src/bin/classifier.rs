@@ -63,7 +63,7 @@ fn main() {
 }
 
 fn run() -> Result<(), String> {
-    let mut epochs = 12usize;
+    let mut epochs = 40usize;
     let mut out = PathBuf::from("weights");
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
