@@ -2,52 +2,15 @@
 // Chromium (headless, WebGPU through SwiftShader) with playwright-core, and checks what a user sees.
 //   node tests/e2e/sample.mjs            (after `trunk build`)
 // Screenshots go to tests/e2e/artifacts/.
-import { chromium } from "playwright-core";
-import http from "node:http";
-import fs from "node:fs";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
+import fs from "node:fs";
+import { artifacts, launchBrowser, startServer, waitState, withPage as openPage } from "./harness.mjs";
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const root = path.resolve(here, "../..");
-const dist = path.join(root, "dist");
-const artifacts = path.join(here, "artifacts");
 fs.mkdirSync(artifacts, { recursive: true });
-const chromeArgs = JSON.parse(fs.readFileSync(path.join(root, "webdriver.json"), "utf8"))["goog:chromeOptions"].args
-  .filter((a) => !a.startsWith("--headless"));
-
-const TYPES = { ".html": "text/html", ".js": "text/javascript", ".wasm": "application/wasm", ".css": "text/css", ".json": "application/json" };
-
-// /broken-missing/ serves the app without weights/unet.bpk; /broken-corrupt/ with one byte flipped.
-const server = http.createServer((req, res) => {
-  let url = decodeURIComponent(new URL(req.url, "http://x").pathname);
-  let mode = "ok";
-  for (const m of ["missing", "corrupt"]) {
-    if (url.startsWith(`/broken-${m}/`)) { mode = m; url = url.slice(`/broken-${m}`.length); }
-  }
-  if (url.endsWith("/")) url += "index.html";
-  const file = path.join(dist, path.normalize(url));
-  if (!file.startsWith(dist) || !fs.existsSync(file) || (mode === "missing" && url.endsWith("unet.bpk"))) {
-    res.writeHead(404); res.end("not found"); return;
-  }
-  let body = fs.readFileSync(file);
-  if (mode === "corrupt" && url.endsWith("unet.bpk")) { body = Buffer.from(body); body[body.length >> 1] ^= 0xff; }
-  res.writeHead(200, { "content-type": TYPES[path.extname(file)] ?? "application/octet-stream" });
-  res.end(body);
-});
-await new Promise((r) => server.listen(0, "127.0.0.1", r));
-const base = `http://127.0.0.1:${server.address().port}`;
-
-const browser = await chromium.launch({ executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium", headless: true, args: chromeArgs });
+const { server, base } = await startServer();
+const browser = await launchBrowser();
+const withPage = (fn) => openPage(browser, fn);
 let passed = 0, failed = 0;
-
-async function withPage(fn) {
-  const page = await browser.newPage({ viewport: { width: 1000, height: 1100 } });
-  const errors = [];
-  page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
-  page.on("pageerror", (e) => errors.push(String(e)));
-  try { return await fn(page, errors); } finally { await page.close(); }
-}
 
 const only = process.env.E2E_ONLY;
 async function test(name, fn) {
@@ -64,9 +27,6 @@ async function test(name, fn) {
 }
 
 function assert(cond, message) { if (!cond) throw new Error(message); }
-
-const waitState = (page, states, timeout) =>
-  page.waitForFunction((s) => s.includes(document.body.dataset.state), states, { timeout, polling: 250 });
 
 async function sampleSeven(backend) {
   return withPage(async (page, errors) => {

@@ -1,0 +1,48 @@
+//! Native sampling benchmark: ms per reverse step (DDIM, guided, reading x back every step as the
+//! page does) for grids of 1, 16 and 64 on Burn's flex CPU backend, with the shipped weights.
+//!
+//!   cargo run --release --bin bench -- [--steps 20]
+
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::tensor::Device;
+use ddpm_web::model::UNet;
+use ddpm_web::sampling::{Method, SampleSettings, Sampler};
+use ddpm_web::weights::{MANIFEST, Manifest, UNET_FILE, load_unet};
+
+fn main() {
+    let mut steps = 20usize;
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        match flag.as_str() {
+            "--steps" => steps = args.next().and_then(|v| v.parse().ok()).filter(|&v| v > 1).expect("--steps needs a number > 1"),
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    let manifest = Manifest::parse(&std::fs::read_to_string(format!("weights/{MANIFEST}")).expect("weights/manifest.json")).unwrap();
+    let device = Device::flex();
+    let entry = manifest.file(UNET_FILE).unwrap();
+    let model: UNet = load_unet(&manifest.config, entry, std::fs::read(format!("weights/{UNET_FILE}")).unwrap(), &device).unwrap();
+    let cfg = &manifest.config;
+    println!(
+        "network: {} parameters, {:.1} MFLOPs per image per forward; guided steps run 2 images per sample",
+        model.num_params(),
+        cfg.model.forward_flops() as f64 / 1e6
+    );
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    for count in [1usize, 16, 64] {
+        let settings = SampleSettings { digit: Some(7), guidance: cfg.guidance, method: Method::Ddim { steps: 1000, eta: 0.0 }, seed: 1, count, clip_x0: true };
+        let schedule = cfg.schedule();
+        let mut sampler = Sampler::new(settings, &schedule, &device);
+        let warm = sampler.step(&model).unwrap();
+        let _ = warm.x.into_data();
+        let start = Instant::now();
+        for _ in 0..steps {
+            let step = sampler.step(&model).unwrap();
+            let _ = step.x.into_data();
+        }
+        let ms = 1e3 * start.elapsed().as_secs_f64() / steps as f64;
+        println!("native flex ({threads} threads): grid {count:>2}: {ms:8.1} ms/step");
+    }
+}

@@ -1,0 +1,53 @@
+// Shared by the e2e test and the browser benchmark: a static server for dist/ on loopback and
+// the system Chromium driven by playwright-core with the flags from webdriver.json.
+import { chromium } from "playwright-core";
+import http from "node:http";
+import fs from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+export const root = path.resolve(here, "../..");
+export const artifacts = path.join(here, "artifacts");
+const dist = path.join(root, "dist");
+const TYPES = { ".html": "text/html", ".js": "text/javascript", ".wasm": "application/wasm", ".css": "text/css", ".json": "application/json" };
+
+// /broken-missing/ serves the app without weights/unet.bpk; /broken-corrupt/ with one byte flipped.
+export async function startServer() {
+  if (!fs.existsSync(path.join(dist, "index.html"))) throw new Error("dist/ is missing: run `trunk build` first");
+  const server = http.createServer((req, res) => {
+    let url = decodeURIComponent(new URL(req.url, "http://x").pathname);
+    let mode = "ok";
+    for (const m of ["missing", "corrupt"]) {
+      if (url.startsWith(`/broken-${m}/`)) { mode = m; url = url.slice(`/broken-${m}`.length); }
+    }
+    if (url.endsWith("/")) url += "index.html";
+    const file = path.join(dist, path.normalize(url));
+    if (!file.startsWith(dist) || !fs.existsSync(file) || (mode === "missing" && url.endsWith("unet.bpk"))) {
+      res.writeHead(404); res.end("not found"); return;
+    }
+    let body = fs.readFileSync(file);
+    if (mode === "corrupt" && url.endsWith("unet.bpk")) { body = Buffer.from(body); body[body.length >> 1] ^= 0xff; }
+    res.writeHead(200, { "content-type": TYPES[path.extname(file)] ?? "application/octet-stream" });
+    res.end(body);
+  });
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  return { server, base: `http://127.0.0.1:${server.address().port}` };
+}
+
+export async function launchBrowser() {
+  const args = JSON.parse(fs.readFileSync(path.join(root, "webdriver.json"), "utf8"))["goog:chromeOptions"].args
+    .filter((a) => !a.startsWith("--headless"));
+  return chromium.launch({ executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium", headless: true, args });
+}
+
+export async function withPage(browser, fn) {
+  const page = await browser.newPage({ viewport: { width: 1000, height: 1100 } });
+  const errors = [];
+  page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
+  page.on("pageerror", (e) => errors.push(String(e)));
+  try { return await fn(page, errors); } finally { await page.close(); }
+}
+
+export const waitState = (page, states, timeout) =>
+  page.waitForFunction((s) => s.includes(document.body.dataset.state), states, { timeout, polling: 100 });
