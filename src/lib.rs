@@ -14,6 +14,7 @@ pub mod model;
 pub mod noise;
 pub mod sampling;
 pub mod schedule;
+pub mod toy;
 pub mod weights;
 
 #[cfg(not(target_family = "wasm"))]

@@ -58,7 +58,10 @@ fn device(name: &str) -> Result<Device, String> {
         "flex" => Ok(Device::flex()),
         #[cfg(feature = "cuda")]
         "cuda" => Ok(Device::cuda(0)),
-        other => Err(format!("unknown or not compiled-in device '{other}' (flex; cuda needs --features cuda)")),
+        #[cfg(feature = "ndarray")]
+        #[allow(deprecated)] // kept only to compare its training throughput with flex
+        "ndarray" => Ok(Device::ndarray()),
+        other => Err(format!("unknown or not compiled-in device '{other}' (flex; cuda and ndarray need --features cuda / ndarray)")),
     }
 }
 

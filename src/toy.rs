@@ -1,0 +1,141 @@
+//! A 2-D Gaussian mixture whose diffused marginals, score and posterior mean are known in closed
+//! form: the explainer draws the exact score field beside the one Tweedie's formula implies.
+//!
+//! Under q(x_t | x_0) = N(sqrt(a) x_0, (1 - a) I) (a = alpha_bar_t), a component N(mu, s^2 I) of
+//! the data becomes N(sqrt(a) mu, (a s^2 + 1 - a) I), so q_t is again a mixture.
+
+/// An isotropic 2-D Gaussian mixture: weights, means, standard deviations.
+#[derive(Debug, Clone)]
+pub struct Mixture2d {
+    pub weights: Vec<f64>,
+    pub means: Vec<[f64; 2]>,
+    pub stds: Vec<f64>,
+}
+
+impl Mixture2d {
+    /// Three well separated components, the explainer's default.
+    pub fn example() -> Self {
+        Self {
+            weights: vec![0.5, 0.3, 0.2],
+            means: vec![[-1.2, -0.6], [1.0, -0.8], [0.2, 1.2]],
+            stds: vec![0.25, 0.2, 0.3],
+        }
+    }
+
+    /// Component means and variances of q_t at alpha_bar = `a`.
+    fn diffused(&self, a: f64) -> impl Iterator<Item = (f64, [f64; 2], f64)> + '_ {
+        self.weights.iter().zip(&self.means).zip(&self.stds).map(move |((&w, m), &s)| {
+            (w, [a.sqrt() * m[0], a.sqrt() * m[1]], a * s * s + 1.0 - a)
+        })
+    }
+
+    /// Responsibilities of each component for x under q_t, and the component log densities.
+    fn responsibilities(&self, x: [f64; 2], a: f64) -> Vec<f64> {
+        let logs: Vec<f64> = self
+            .diffused(a)
+            .map(|(w, m, v)| w.ln() - ((x[0] - m[0]).powi(2) + (x[1] - m[1]).powi(2)) / (2.0 * v) - (2.0 * std::f64::consts::PI * v).ln())
+            .collect();
+        let max = logs.iter().cloned().fold(f64::MIN, f64::max);
+        let sum: f64 = logs.iter().map(|l| (l - max).exp()).sum();
+        logs.iter().map(|l| (l - max).exp() / sum).collect()
+    }
+
+    /// log q_t(x).
+    pub fn log_density(&self, x: [f64; 2], a: f64) -> f64 {
+        self.diffused(a)
+            .map(|(w, m, v)| w * (-((x[0] - m[0]).powi(2) + (x[1] - m[1]).powi(2)) / (2.0 * v)).exp() / (2.0 * std::f64::consts::PI * v))
+            .sum::<f64>()
+            .ln()
+    }
+
+    /// The exact score grad_x log q_t(x) = sum_k r_k(x) (m_k - x) / v_k.
+    pub fn score(&self, x: [f64; 2], a: f64) -> [f64; 2] {
+        let r = self.responsibilities(x, a);
+        let mut g = [0.0; 2];
+        for (rk, (_, m, v)) in r.iter().zip(self.diffused(a)) {
+            g[0] += rk * (m[0] - x[0]) / v;
+            g[1] += rk * (m[1] - x[1]) / v;
+        }
+        g
+    }
+
+    /// E[x_0 | x_t = x] computed directly from the Gaussian posterior of each component:
+    /// sum_k r_k (mu_k + sqrt(a) s_k^2 / v_k (x - sqrt(a) mu_k)).
+    pub fn posterior_mean(&self, x: [f64; 2], a: f64) -> [f64; 2] {
+        let r = self.responsibilities(x, a);
+        let mut e = [0.0; 2];
+        for (k, rk) in r.iter().enumerate() {
+            let (m, s2) = (self.means[k], self.stds[k].powi(2));
+            let v = a * s2 + 1.0 - a;
+            for d in 0..2 {
+                e[d] += rk * (m[d] + a.sqrt() * s2 / v * (x[d] - a.sqrt() * m[d]));
+            }
+        }
+        e
+    }
+
+    /// Tweedie's formula: E[x_0 | x_t] = (x_t + (1 - a) score(x_t)) / sqrt(a).
+    pub fn tweedie(&self, x: [f64; 2], a: f64) -> [f64; 2] {
+        let g = self.score(x, a);
+        [(x[0] + (1.0 - a) * g[0]) / a.sqrt(), (x[1] + (1.0 - a) * g[1]) / a.sqrt()]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn score_is_the_gradient_of_the_log_density() {
+        let m = Mixture2d::example();
+        for a in [0.99, 0.5, 0.05] {
+            for x in [[0.1, 0.2], [-1.0, -0.5], [1.5, 1.5]] {
+                let h = 1e-5;
+                let fd = [
+                    (m.log_density([x[0] + h, x[1]], a) - m.log_density([x[0] - h, x[1]], a)) / (2.0 * h),
+                    (m.log_density([x[0], x[1] + h], a) - m.log_density([x[0], x[1] - h], a)) / (2.0 * h),
+                ];
+                let s = m.score(x, a);
+                assert!((s[0] - fd[0]).abs() < 1e-5 && (s[1] - fd[1]).abs() < 1e-5, "a={a} x={x:?}: {s:?} vs {fd:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn tweedie_equals_the_exact_posterior_mean() {
+        let m = Mixture2d::example();
+        for a in [0.9, 0.3, 0.01] {
+            for x in [[0.0, 0.0], [-0.7, 0.4], [2.0, -1.0]] {
+                let (t, e) = (m.tweedie(x, a), m.posterior_mean(x, a));
+                assert!((t[0] - e[0]).abs() < 1e-9 && (t[1] - e[1]).abs() < 1e-9, "a={a} x={x:?}: {t:?} vs {e:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn posterior_mean_matches_monte_carlo() {
+        // Draw (x_0, x_t) pairs, keep those with x_t near a point, average x_0.
+        use crate::noise::NoiseSource;
+        let m = Mixture2d::example();
+        let a: f64 = 0.4;
+        let target = [0.3, 0.1];
+        let mut rng = NoiseSource::new(17);
+        let (mut sum, mut n) = ([0.0, 0.0], 0usize);
+        for _ in 0..1_500_000 {
+            let u = rng.uniform();
+            let k = if u < 0.5 { 0 } else if u < 0.8 { 1 } else { 2 };
+            let z = rng.normal(4);
+            let x0 = [m.means[k][0] + m.stds[k] * z[0] as f64, m.means[k][1] + m.stds[k] * z[1] as f64];
+            let xt = [a.sqrt() * x0[0] + (1.0 - a).sqrt() * z[2] as f64, a.sqrt() * x0[1] + (1.0 - a).sqrt() * z[3] as f64];
+            if (xt[0] - target[0]).abs() < 0.05 && (xt[1] - target[1]).abs() < 0.05 {
+                sum[0] += x0[0];
+                sum[1] += x0[1];
+                n += 1;
+            }
+        }
+        let mc = [sum[0] / n as f64, sum[1] / n as f64];
+        let exact = m.posterior_mean(target, a);
+        assert!(n > 1000, "{n} samples near the point");
+        assert!((mc[0] - exact[0]).abs() < 0.05 && (mc[1] - exact[1]).abs() < 0.05, "MC {mc:?} vs {exact:?} ({n} samples)");
+    }
+}
