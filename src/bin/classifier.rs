@@ -14,6 +14,7 @@ use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use burn::nn::loss::CrossEntropyLossConfig;
 use ddpm_web::classifier::Classifier;
+use ddpm_web::evaluate::{classify, digits_to_values};
 use ddpm_web::data::{DEFAULT_CACHE, Digit, load_mnist, split};
 use ddpm_web::model::{IMAGE_SIZE, PIXELS};
 use ddpm_web::noise::NoiseSource;
@@ -36,19 +37,9 @@ fn shifted(image: &[f32], dy: i32, dx: i32) -> Vec<f32> {
     out
 }
 
-pub fn images_tensor(digits: &[Digit], device: &Device) -> Tensor<4> {
-    let values: Vec<f32> = digits.iter().flat_map(Digit::to_model_space).collect();
-    Tensor::from_data(TensorData::new(values, [digits.len(), 1, IMAGE_SIZE, IMAGE_SIZE]), device)
-}
-
+/// Held-out labels as the classifier reads them (the evaluation's own batching and argmax).
 fn predict(model: &Classifier, digits: &[Digit], device: &Device) -> Vec<usize> {
-    digits
-        .chunks(500)
-        .flat_map(|chunk| {
-            let labels: Vec<i64> = model.logits(images_tensor(chunk, device)).argmax(1).into_data().convert::<i64>().try_to_vec().unwrap();
-            labels.into_iter().map(|l| l as usize)
-        })
-        .collect()
+    classify(model, &digits_to_values(digits), device).0
 }
 
 fn accuracy(predicted: &[usize], digits: &[Digit]) -> f64 {
