@@ -15,6 +15,7 @@ pub mod noise;
 pub mod sampling;
 pub mod schedule;
 pub mod toy;
+pub mod trajectory;
 pub mod weights;
 
 #[cfg(not(target_family = "wasm"))]

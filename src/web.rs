@@ -14,9 +14,10 @@ use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement, ImageData, Response};
 
 use crate::classifier::Classifier;
 use crate::config::DdpmConfig;
-use crate::model::{IMAGE_SIZE, NUM_DIGITS, PIXELS, UNet};
-use crate::sampling::{Method, SampleSettings, Sampler, to_pixels};
+use crate::model::{IMAGE_SIZE, NUM_DIGITS, UNet};
+use crate::sampling::{Method, SampleSettings, Sampler};
 use crate::schedule::NoiseSchedule;
+use crate::trajectory::{Trajectory, values_from_grid_rgba};
 use crate::weights::{CLASSIFIER_FILE, MANIFEST, Manifest, UNET_FILE, load_module, load_unet, verify};
 
 #[wasm_bindgen(start)]
@@ -174,39 +175,36 @@ pub async fn load_weights(base: &str, device: &Device) -> Result<LoadedWeights, 
     Ok(LoadedWeights { manifest, unet, classifier })
 }
 
-/// Grey images ([n, 784] in [-1, 1]) tiled into a square-ish grid, as RGBA bytes.
-pub fn grid_rgba(values: &[f32], count: usize) -> (usize, usize, Vec<u8>) {
-    let cols = (count as f64).sqrt().ceil() as usize;
-    let rows = count.div_ceil(cols);
-    let (w, h) = (cols * IMAGE_SIZE, rows * IMAGE_SIZE);
-    let grey = to_pixels(values);
-    let mut rgba = vec![0u8; w * h * 4];
-    for k in 0..count {
-        let (r, c) = (k / cols, k % cols);
-        for y in 0..IMAGE_SIZE {
-            for x in 0..IMAGE_SIZE {
-                let v = grey[k * PIXELS + y * IMAGE_SIZE + x];
-                let o = ((r * IMAGE_SIZE + y) * w + c * IMAGE_SIZE + x) * 4;
-                rgba[o..o + 4].copy_from_slice(&[v, v, v, 255]);
-            }
-        }
-    }
-    (w, h, rgba)
-}
+pub use crate::trajectory::grid_rgba;
 
-/// Draw a grid of images onto `canvas` (resized to fit, scaled up by CSS).
-pub fn draw_grid(canvas: &HtmlCanvasElement, values: &[f32], count: usize) -> Result<(), String> {
-    let (w, h, rgba) = grid_rgba(values, count);
+/// Put RGBA pixels onto `canvas` (resized to fit, scaled up by CSS).
+pub fn draw_rgba(canvas: &HtmlCanvasElement, w: usize, h: usize, rgba: &[u8]) -> Result<(), String> {
     canvas.set_width(w as u32);
     canvas.set_height(h as u32);
-    let ctx: CanvasRenderingContext2d = canvas
+    let image = ImageData::new_with_u8_clamped_array_and_sh(Clamped(rgba), w as u32, h as u32).map_err(|e| format!("{e:?}"))?;
+    context_2d(canvas)?.put_image_data(&image, 0.0, 0.0).map_err(|e| format!("{e:?}"))
+}
+
+/// Draw a grid of images ([count, 784] in [-1, 1]) onto `canvas`.
+pub fn draw_grid(canvas: &HtmlCanvasElement, values: &[f32], count: usize) -> Result<(), String> {
+    let (w, h, rgba) = grid_rgba(values, count);
+    draw_rgba(canvas, w, h, &rgba)
+}
+
+fn context_2d(canvas: &HtmlCanvasElement) -> Result<CanvasRenderingContext2d, String> {
+    canvas
         .get_context("2d")
         .map_err(|e| format!("{e:?}"))?
         .ok_or("canvas has no 2d context")?
         .dyn_into()
-        .map_err(|_| "not a 2d context")?;
-    let image = ImageData::new_with_u8_clamped_array_and_sh(Clamped(&rgba), w as u32, h as u32).map_err(|e| format!("{e:?}"))?;
-    ctx.put_image_data(&image, 0.0, 0.0).map_err(|e| format!("{e:?}"))
+        .map_err(|_| "not a 2d context".to_string())
+}
+
+/// Bytes of WebAssembly linear memory this page's module holds now (it never shrinks, so growth
+/// across runs is a leak).
+#[wasm_bindgen(js_name = wasmMemoryBytes)]
+pub fn wasm_memory_bytes() -> f64 {
+    (core::arch::wasm32::memory_size(0) * 65536) as f64
 }
 
 fn js_error(message: impl std::fmt::Display) -> JsError {
@@ -220,6 +218,8 @@ struct State {
     model: UNet,
     classifier: Classifier,
     sampler: Option<Sampler>,
+    /// Every drawn frame of the current (or last) run, for the timeline and the strip download.
+    trajectory: Trajectory,
 }
 
 /// What the page shows at a step.
@@ -256,6 +256,13 @@ fn set(obj: &js_sys::Object, key: &str, value: JsValue) {
     let _ = Reflect::set(obj, &key.into(), &value);
 }
 
+fn set_readout(info: &js_sys::Object, labels: &[u32], confidences: &[f32]) {
+    let labels: js_sys::Array = labels.iter().map(|l| JsValue::from(*l)).collect();
+    let confidences: js_sys::Array = confidences.iter().map(|p| JsValue::from(*p)).collect();
+    set(info, "labels", labels.into());
+    set(info, "confidences", confidences.into());
+}
+
 /// The sampler as the page sees it.
 #[wasm_bindgen]
 pub struct App {
@@ -281,7 +288,7 @@ impl App {
         if let Some(step) = warm.step(&weights.unet) {
             read_f32(weights.classifier.probabilities(step.x0_pred)).await.map_err(js_error)?;
         }
-        let state = State { backend, config, schedule, model: weights.unet, classifier: weights.classifier, sampler: None };
+        let state = State { backend, config, schedule, model: weights.unet, classifier: weights.classifier, sampler: None, trajectory: Trajectory::default() };
         Ok(App { state: Rc::new(RefCell::new(state)) })
     }
 
@@ -331,6 +338,7 @@ impl App {
         let sampler = Sampler::new(settings, &state.schedule, &state.backend.device);
         let total = sampler.total_steps();
         state.sampler = Some(sampler);
+        state.trajectory = Trajectory::new(count);
         Ok(total)
     }
 
@@ -360,12 +368,13 @@ impl App {
                 View::PredictedNoise => step.eps.div_scalar(3.0),
             };
             let values = read_f32(shown).await.map_err(js_error)?;
-            draw_grid(&canvas, &values, count).map_err(js_error)?;
             let read = readout(&read_f32(probabilities).await.map_err(js_error)?);
-            let labels: js_sys::Array = read.iter().map(|(l, _)| JsValue::from(*l as u32)).collect();
-            let confidences: js_sys::Array = read.iter().map(|(_, p)| JsValue::from(*p)).collect();
-            set(&info, "labels", labels.into());
-            set(&info, "confidences", confidences.into());
+            let labels: Vec<u32> = read.iter().map(|(l, _)| *l as u32).collect();
+            let confidences: Vec<f32> = read.iter().map(|(_, p)| *p).collect();
+            draw_grid(&canvas, &values, count).map_err(js_error)?;
+            set_readout(&info, &labels, &confidences);
+            // A Stop during the reads began no new run, so the frame still belongs to this one.
+            self.state.borrow_mut().trajectory.push(step.t, step.done, &values, labels, confidences);
         }
         Ok(info.into())
     }
@@ -374,28 +383,9 @@ impl App {
     /// the canvas shows what the tensors hold.
     #[wasm_bindgen(js_name = classifyCanvas)]
     pub async fn classify_canvas(&self, canvas: HtmlCanvasElement, count: usize) -> Result<Vec<u32>, JsError> {
-        let ctx: CanvasRenderingContext2d = canvas
-            .get_context("2d")
-            .map_err(|e| js_error(format!("{e:?}")))?
-            .ok_or_else(|| js_error("canvas has no 2d context"))?
-            .dyn_into()
-            .map_err(|_| js_error("not a 2d context"))?;
         let (w, h) = (canvas.width() as usize, canvas.height() as usize);
-        let rgba = ctx.get_image_data(0.0, 0.0, w as f64, h as f64).map_err(|e| js_error(format!("{e:?}")))?.data().0;
-        let cols = (count as f64).sqrt().ceil() as usize;
-        if w != cols * IMAGE_SIZE || h != count.div_ceil(cols) * IMAGE_SIZE {
-            return Err(js_error(format!("canvas is {w}x{h}, not a grid of {count} digits")));
-        }
-        let mut values = Vec::with_capacity(count * PIXELS);
-        for k in 0..count {
-            let (r, c) = (k / cols, k % cols);
-            for y in 0..IMAGE_SIZE {
-                for x in 0..IMAGE_SIZE {
-                    let o = ((r * IMAGE_SIZE + y) * w + c * IMAGE_SIZE + x) * 4;
-                    values.push(rgba[o] as f32 / 127.5 - 1.0);
-                }
-            }
-        }
+        let rgba = context_2d(&canvas).map_err(js_error)?.get_image_data(0.0, 0.0, w as f64, h as f64).map_err(|e| js_error(format!("{e:?}")))?.data().0;
+        let values = values_from_grid_rgba(&rgba, w, h, count).map_err(js_error)?;
         let probabilities = {
             let state = self.state.borrow();
             let x = Tensor::<4>::from_data(burn::tensor::TensorData::new(values, [count, 1, IMAGE_SIZE, IMAGE_SIZE]), &state.backend.device);
@@ -405,8 +395,41 @@ impl App {
         Ok(read.iter().map(|(l, _)| *l as u32).collect())
     }
 
-    /// Forget the current run (Stop).
+    /// Forget the current run (Stop). Its drawn frames stay for the timeline.
     pub fn stop(&self) {
         self.state.borrow_mut().sampler = None;
+    }
+
+    /// Frames kept from the current (or last) run: one per drawn step.
+    #[wasm_bindgen(getter, js_name = frameCount)]
+    pub fn frame_count(&self) -> usize {
+        self.state.borrow().trajectory.len()
+    }
+
+    /// Redraw kept frame `index` (timeline replay) and return `{t, done, labels, confidences}`.
+    #[wasm_bindgen(js_name = showFrame)]
+    pub fn show_frame(&self, canvas: HtmlCanvasElement, index: usize) -> Result<JsValue, JsError> {
+        let state = self.state.borrow();
+        let trajectory = &state.trajectory;
+        let frame = trajectory.frame(index).ok_or_else(|| js_error(format!("no frame {index}: {} kept", trajectory.len())))?;
+        let (w, h, rgba) = crate::trajectory::grid_rgba_from_pixels(&frame.pixels, trajectory.count());
+        draw_rgba(&canvas, w, h, &rgba).map_err(js_error)?;
+        let info = js_sys::Object::new();
+        set(&info, "t", frame.t.into());
+        set(&info, "done", frame.done.into());
+        set_readout(&info, &frame.labels, &frame.confidences);
+        Ok(info.into())
+    }
+
+    /// The kept trajectory as one image for download: a row per sample, `columns` frames spread
+    /// from the first drawn step to the last.
+    #[wasm_bindgen(js_name = stripImage)]
+    pub fn strip_image(&self, columns: usize) -> Result<ImageData, JsError> {
+        let state = self.state.borrow();
+        if state.trajectory.is_empty() {
+            return Err(js_error("no trajectory yet: run the sampler first"));
+        }
+        let (w, h, rgba) = state.trajectory.strip_rgba(columns.clamp(1, 100), 2);
+        ImageData::new_with_u8_clamped_array_and_sh(Clamped(&rgba), w as u32, h as u32).map_err(|e| js_error(format!("{e:?}")))
     }
 }

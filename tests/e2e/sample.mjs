@@ -99,6 +99,78 @@ await test("stop_takes_effect_within_a_step_and_the_page_stays_usable", () => wi
   assert(errors.length === 0, `console errors: ${errors.join(" | ")}`);
 }));
 
+// PNG width and height from the IHDR chunk.
+function pngSize(file) {
+  const b = fs.readFileSync(file);
+  assert(b.subarray(1, 4).toString() === "PNG", `${file} is not a PNG`);
+  return [b.readUInt32BE(16), b.readUInt32BE(20)];
+}
+
+await test("timeline_replays_kept_frames_and_downloads_grid_and_strip_pngs", () => withPage(async (page, errors) => {
+  await page.goto(`${base}/?digit=4&steps=10&count=4&seed=3&backend=cpu&start=1`);
+  await waitState(page, ["done", "error"], 5 * 60 * 1000);
+  assert(await page.evaluate(() => document.body.dataset.state) === "done", await page.textContent("#message"));
+  assert(await page.getAttribute("#timeline", "max") === "9", "10 drawn steps should give 10 frames");
+  const last = await page.evaluate(() => document.getElementById("samples").toDataURL());
+  await page.fill("#timeline", "0");
+  const first = await page.evaluate(() => document.getElementById("samples").toDataURL());
+  assert(first !== last, "replaying frame 1 did not change the canvas");
+  assert(await page.evaluate(() => document.body.dataset.step) === "1", "frame 1 is step 1");
+  // The replayed frame is what the tensors held: its readout equals the classifier on the canvas.
+  const labels = await page.evaluate(() => document.body.dataset.labels);
+  assert(String(Array.from(await page.evaluate(() => window.ddpm.classifyCanvas()))) === labels, "replayed readout differs from the canvas");
+  await page.fill("#timeline", "9");
+  assert(await page.evaluate(() => document.getElementById("samples").toDataURL()) === last, "the last frame is not the final grid");
+  const save = async (button) => {
+    const [download] = await Promise.all([page.waitForEvent("download"), page.click(button)]);
+    const file = path.join(artifacts, download.suggestedFilename());
+    await download.saveAs(file);
+    return { name: download.suggestedFilename(), size: pngSize(file) };
+  };
+  const grid = await save("#download-grid");
+  assert(JSON.stringify(grid.size) === "[224,224]", `grid PNG is ${grid.size}, expected 2x2 digits at 4x`);
+  assert(grid.name === "ddpm-digit4-ddim10-w2-seed3-grid.png", `grid file name ${grid.name}`);
+  const strip = await save("#download-strip");
+  // 4 rows (samples) x 10 columns (frames), 28 px tiles and 2 px gaps, at 4x.
+  assert(JSON.stringify(strip.size) === JSON.stringify([(10 * 28 + 9 * 2) * 4, (4 * 28 + 3 * 2) * 4]), `strip PNG is ${strip.size}`);
+  assert(errors.length === 0, `console errors: ${errors.join(" | ")}`);
+}));
+
+await test("fifty_runs_in_a_row_do_not_grow_memory", () => withPage(async (page, errors) => {
+  await page.goto(`${base}/?digit=1&steps=10&count=4&backend=cpu`);
+  await waitState(page, ["ready", "error"], 5 * 60 * 1000);
+  const memory = [];
+  for (let run = 1; run <= 50; run++) {
+    await page.fill("#seed", String(run));
+    await page.click("#start");
+    await waitState(page, ["done", "error"], 60 * 1000);
+    assert(await page.evaluate(() => document.body.dataset.state) === "done", await page.textContent("#message"));
+    memory.push(await page.evaluate(() => window.ddpm.memory()));
+  }
+  const mb = (b) => (b / 2 ** 20).toFixed(2);
+  console.log(`  wasm memory after runs 1/5/50: ${mb(memory[0].wasmBytes)}/${mb(memory[4].wasmBytes)}/${mb(memory[49].wasmBytes)} MiB; JS heap ${mb(memory[4].jsHeapBytes)} -> ${mb(memory[49].jsHeapBytes)} MiB`);
+  // Wasm memory only grows; after warm-up, 45 more runs must not need any more of it.
+  assert(memory[49].wasmBytes === memory[4].wasmBytes, `wasm memory grew from ${memory[4].wasmBytes} to ${memory[49].wasmBytes} bytes`);
+  assert(errors.length === 0, `console errors: ${errors.join(" | ")}`);
+}));
+
+await test("a_lost_webgpu_device_is_recovered_without_a_reload", () => withPage(async (page) => {
+  await page.goto(`${base}/?digit=2&steps=0&count=1&seed=5&start=1`);
+  await page.waitForFunction(() => Number(document.body.dataset.step) >= 2 || ["error", "done"].includes(document.body.dataset.state), null, { timeout: 10 * 60 * 1000 });
+  assert(await page.evaluate(() => document.body.dataset.backend) === "webgpu", "needs WebGPU (SwiftShader)");
+  await page.evaluate(() => window.ddpm.loseDevice());
+  await waitState(page, ["ready", "error"], 10 * 60 * 1000);
+  const message = await page.textContent("#message");
+  assert(await page.evaluate(() => document.body.dataset.state) === "ready", `not recovered: ${message}`);
+  assert(message.includes("WebGPU device was lost"), `message does not say what happened: ${message}`);
+  console.log(`  after the loss: ${message} / ${await page.textContent("#backend")}`);
+  await page.fill("#steps", "10");
+  await page.click("#start");
+  await waitState(page, ["done", "error"], 10 * 60 * 1000);
+  assert(await page.evaluate(() => document.body.dataset.state) === "done", `a run after recovery failed: ${await page.textContent("#message")}`);
+  assert(await page.evaluate(() => document.body.dataset.labels) === "2", "the recovered app does not draw a 2");
+}));
+
 await browser.close();
 server.close();
 console.log(`\ne2e: ${passed} passed, ${failed} failed`);
