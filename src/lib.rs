@@ -9,6 +9,7 @@ pub mod classifier;
 pub mod config;
 pub mod diffusion;
 pub mod elbo;
+pub mod explain;
 pub mod metrics;
 pub mod model;
 pub mod noise;

@@ -1,15 +1,19 @@
 //! Export a training run's EMA weights to `weights/` with `manifest.json`.
 //!
 //!   cargo run --release --bin export -- [--run DIR] [--out weights]
+//!   cargo run --release --bin export -- --digits     (writes www/digits.json: the first
+//!                                                     held-out digit of each label, for the explainer)
 //!
 //! Stores the U-Net in half precision when that reproduces the f32 network's output to 1e-3
 //! (checked here on a seeded batch), else in f32. Metrics already in the manifest are kept.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use burn::module::Module;
 use burn::store::ModuleRecord;
 use burn::tensor::{Bytes, Device, Int, Tensor, TensorData};
+use ddpm_web::data::{DEFAULT_CACHE, load_mnist, split};
+use ddpm_web::explain::{EXAMPLE_DIGITS_FILE, ExampleDigit};
 use ddpm_web::model::UNet;
 use ddpm_web::noise::NoiseSource;
 use ddpm_web::train::TrainState;
@@ -32,6 +36,19 @@ fn max_output_diff(a: &UNet, b: &UNet, device: &Device) -> f32 {
     ya.iter().zip(&yb).map(|(p, q)| (p - q).abs()).fold(0.0, f32::max)
 }
 
+fn export_digits() -> Result<(), String> {
+    let all = load_mnist(Path::new(DEFAULT_CACHE)).map_err(|e| e.to_string())?;
+    let (_, held_out) = split(&all);
+    let digits: Vec<ExampleDigit> = (0..10)
+        .filter_map(|label| held_out.iter().position(|d| d.label == label))
+        .map(|k| ExampleDigit { held_out_index: k, label: held_out[k].label, levels: held_out[k].pixels.clone() })
+        .collect();
+    let path = Path::new("www").join(EXAMPLE_DIGITS_FILE);
+    std::fs::write(&path, serde_json::to_string(&digits).unwrap() + "\n").map_err(|e| e.to_string())?;
+    println!("wrote {} ({} held-out digits)", path.display(), digits.len());
+    Ok(())
+}
+
 fn run() -> Result<(), String> {
     let mut run_dir = PathBuf::from(".cache/runs/main");
     let mut out = PathBuf::from("weights");
@@ -40,6 +57,7 @@ fn run() -> Result<(), String> {
         match flag.as_str() {
             "--run" => run_dir = args.next().ok_or("--run needs a value")?.into(),
             "--out" => out = args.next().ok_or("--out needs a value")?.into(),
+            "--digits" => return export_digits(),
             other => return Err(format!("unknown argument {other}")),
         }
     }
