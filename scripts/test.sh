@@ -3,7 +3,8 @@
 #   1. the native suite (`cargo test`): maths, model, weights, data, sampler;
 #   2. the browser suite (wasm-bindgen-test in headless Chromium, WebGPU via SwiftShader and the
 #      CPU fallback), with the flags from webdriver.json;
-#   3. the end-to-end test of the real app built by trunk (tests/e2e/sample.mjs).
+#   3. the end-to-end tests of the real app built by trunk: the sampler (tests/e2e/sample.mjs)
+#      and the explainer (tests/e2e/explainer.mjs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -23,3 +24,4 @@ echo "== end-to-end test of the built app (trunk build, headless Chromium via pl
 trunk build --locked
 (cd tests/e2e && npm ci --no-audit --no-fund --silent)
 node tests/e2e/sample.mjs
+node tests/e2e/explainer.mjs

@@ -13,6 +13,7 @@ pub mod explain;
 pub mod metrics;
 pub mod model;
 pub mod noise;
+pub mod plot;
 pub mod sampling;
 pub mod schedule;
 pub mod toy;

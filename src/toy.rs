@@ -79,6 +79,13 @@ impl Mixture2d {
         let g = self.score(x, a);
         [(x[0] + (1.0 - a) * g[0]) / a.sqrt(), (x[1] + (1.0 - a) * g[1]) / a.sqrt()]
     }
+
+    /// The score Tweedie's formula implies from the directly computed posterior mean:
+    /// (sqrt(a) E[x_0 | x_t] - x_t) / (1 - a). Equals `score` exactly; the explainer draws both.
+    pub fn score_via_tweedie(&self, x: [f64; 2], a: f64) -> [f64; 2] {
+        let e = self.posterior_mean(x, a);
+        [(a.sqrt() * e[0] - x[0]) / (1.0 - a), (a.sqrt() * e[1] - x[1]) / (1.0 - a)]
+    }
 }
 
 #[cfg(test)]
@@ -108,6 +115,17 @@ mod tests {
             for x in [[0.0, 0.0], [-0.7, 0.4], [2.0, -1.0]] {
                 let (t, e) = (m.tweedie(x, a), m.posterior_mean(x, a));
                 assert!((t[0] - e[0]).abs() < 1e-9 && (t[1] - e[1]).abs() < 1e-9, "a={a} x={x:?}: {t:?} vs {e:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn score_from_the_posterior_mean_by_tweedie_is_the_exact_score() {
+        let m = Mixture2d::example();
+        for a in [0.95, 0.4, 0.02] {
+            for x in [[0.5, -0.5], [-2.0, 1.0]] {
+                let (t, e) = (m.score_via_tweedie(x, a), m.score(x, a));
+                assert!((t[0] - e[0]).abs() < 1e-8 * e[0].abs().max(1.0) && (t[1] - e[1]).abs() < 1e-8 * e[1].abs().max(1.0), "{t:?} vs {e:?}");
             }
         }
     }

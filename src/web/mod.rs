@@ -20,6 +20,9 @@ use crate::schedule::NoiseSchedule;
 use crate::trajectory::{Trajectory, values_from_grid_rgba};
 use crate::weights::{CLASSIFIER_FILE, MANIFEST, Manifest, UNET_FILE, load_module, load_unet, verify};
 
+mod explainer;
+pub use explainer::Explainer;
+
 #[wasm_bindgen(start)]
 pub fn start() {
     console_error_panic_hook::set_once();
@@ -139,7 +142,7 @@ pub async fn read_f32<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>, String> 
     data.try_to_vec::<f32>().map_err(|e| format!("unexpected tensor data: {e:?}"))
 }
 
-async fn fetch_bytes(url: &str) -> Result<Vec<u8>, String> {
+pub(crate) async fn fetch_bytes(url: &str) -> Result<Vec<u8>, String> {
     let window = web_sys::window().ok_or("no window")?;
     let response = JsFuture::from(window.fetch_with_str(url)).await.map_err(|e| format!("cannot fetch {url}: {e:?}"))?;
     let response: Response = response.dyn_into().map_err(|_| format!("{url}: not a response"))?;
@@ -191,7 +194,7 @@ pub fn draw_grid(canvas: &HtmlCanvasElement, values: &[f32], count: usize) -> Re
     draw_rgba(canvas, w, h, &rgba)
 }
 
-fn context_2d(canvas: &HtmlCanvasElement) -> Result<CanvasRenderingContext2d, String> {
+pub(crate) fn context_2d(canvas: &HtmlCanvasElement) -> Result<CanvasRenderingContext2d, String> {
     canvas
         .get_context("2d")
         .map_err(|e| format!("{e:?}"))?
@@ -207,7 +210,7 @@ pub fn wasm_memory_bytes() -> f64 {
     (core::arch::wasm32::memory_size(0) * 65536) as f64
 }
 
-fn js_error(message: impl std::fmt::Display) -> JsError {
+pub(crate) fn js_error(message: impl std::fmt::Display) -> JsError {
     JsError::new(&message.to_string())
 }
 
@@ -252,7 +255,7 @@ pub fn readout(probabilities: &[f32]) -> Vec<(usize, f32)> {
         .collect()
 }
 
-fn set(obj: &js_sys::Object, key: &str, value: JsValue) {
+pub(crate) fn set(obj: &js_sys::Object, key: &str, value: JsValue) {
     let _ = Reflect::set(obj, &key.into(), &value);
 }
 

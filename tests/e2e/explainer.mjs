@@ -1,0 +1,83 @@
+// End-to-end test of the explainer page: the built page loads in headless Chromium, every
+// section reaches its ready state from live computation, moving t recomputes the figures,
+// no console errors; screenshots go to tests/e2e/artifacts/.
+//   node tests/e2e/explainer.mjs            (after `trunk build`)
+import path from "node:path";
+import fs from "node:fs";
+import { artifacts, launchBrowser, startServer, waitState, withPage } from "./harness.mjs";
+
+fs.mkdirSync(artifacts, { recursive: true });
+const { server, base } = await startServer();
+const browser = await launchBrowser();
+let passed = 0, failed = 0;
+function assert(cond, message) { if (!cond) throw new Error(message); }
+const SECTIONS = ["forward", "elbo", "params", "score", "step"];
+const allReady = (page, timeout) => page.waitForFunction((ids) => document.body.dataset.state === "error"
+  || ids.every((id) => document.getElementById(id).dataset.ready === "1"), SECTIONS, { timeout, polling: 200 });
+
+async function test(name, fn) {
+  const start = Date.now();
+  try {
+    await fn();
+    passed += 1;
+    console.log(`test ${name} ... ok (${((Date.now() - start) / 1000).toFixed(1)} s)`);
+  } catch (e) {
+    failed += 1;
+    console.log(`test ${name} ... FAILED\n  ${e.stack ?? e}`);
+  }
+}
+
+// On the CPU fallback every section completes, the full 1000-term ELBO sweep twice.
+await test("explainer_sections_compute_and_follow_the_t_slider_on_the_cpu", () => withPage(browser, async (page, errors) => {
+  await page.goto(`${base}/explainer.html?digit=3&t=200&backend=cpu`);
+  await waitState(page, ["ready", "error"], 5 * 60 * 1000);
+  await allReady(page, 10 * 60 * 1000);
+  const state = await page.evaluate(() => document.body.dataset.state);
+  assert(state === "ready", `state ${state}: ${await page.textContent("#message")}`);
+  assert(await page.evaluate(() => document.body.dataset.backend) === "cpu", "backend");
+  const r = await page.evaluate(() => window.explainer.results);
+  assert(r.elbo.totalBits > 0 && r.elbo.totalBits < 10, `NLL bound ${r.elbo.totalBits} bits/dim`);
+  assert(r.views.t === 200 && r.views.routeMaxDiff < 1e-5, `routes differ by ${r.views.routeMaxDiff}`);
+  assert(r.views.tweedieVsPredictedX0 < 1e-4, `Tweedie vs x0: ${r.views.tweedieVsPredictedX0}`);
+  assert(r.toyMaxDiff < 1e-8, `2-D fields differ by ${r.toyMaxDiff}`);
+  console.log(`  cpu: bound ${r.elbo.totalBits.toFixed(4)} bits/dim; routes ${r.views.routeMaxDiff.toExponential(2)}; Tweedie ${r.views.tweedieVsPredictedX0.toExponential(2)}`);
+  await page.screenshot({ path: path.join(artifacts, "explainer-cpu.png"), fullPage: true });
+  // Moving t recomputes sections 1, 3, 4 and 5.
+  const before = await page.textContent("#step-values");
+  await page.$eval("#t", (el) => { el.value = "20"; el.dispatchEvent(new Event("input")); });
+  await page.waitForFunction(() => window.explainer.results.views.t === 20 && document.getElementById("score").dataset.ready === "1", null, { timeout: 5 * 60 * 1000 });
+  assert(await page.textContent("#step-values") !== before, "the KL did not change with t");
+  // A new noise draw adds to the spread.
+  await page.click("#elbo-redraw");
+  await page.waitForFunction(() => window.explainer.results.elboDraws.length === 2, null, { timeout: 10 * 60 * 1000 });
+  assert((await page.textContent("#elbo-draws")).includes("Over 2 noise draws"), "spread over draws not shown");
+  assert(errors.length === 0, `console errors: ${errors.join(" | ")}`);
+}));
+
+// On WebGPU (SwiftShader, about 4 minutes per 1000-term sweep here) the per-t sections complete
+// and the sweep makes progress; the browser suite checks WebGPU's ELBO terms against native.
+await test("explainer_computes_on_webgpu", () => withPage(browser, async (page, errors) => {
+  await page.goto(`${base}/explainer.html?digit=3&t=200`);
+  await waitState(page, ["ready", "error"], 5 * 60 * 1000);
+  await page.waitForFunction(() => document.body.dataset.state === "error"
+    || ["forward", "params", "score", "step"].every((id) => document.getElementById(id).dataset.ready === "1"), null, { timeout: 10 * 60 * 1000, polling: 200 });
+  assert(await page.evaluate(() => document.body.dataset.state) === "ready", await page.textContent("#message"));
+  assert(await page.evaluate(() => document.body.dataset.backend) === "webgpu", "default backend should be WebGPU");
+  await page.waitForFunction(() => document.getElementById("elbo-progress").value >= 100, null, { timeout: 5 * 60 * 1000 });
+  const r = await page.evaluate(() => window.explainer.results);
+  assert(r.views.routeMaxDiff < 1e-5 && r.views.tweedieVsPredictedX0 < 1e-4, JSON.stringify(r.views));
+  await page.screenshot({ path: path.join(artifacts, "explainer-webgpu.png"), fullPage: true });
+  assert(errors.length === 0, `console errors: ${errors.join(" | ")}`);
+}));
+
+await test("explainer_rejects_out_of_range_url_parameters", () => withPage(browser, async (page) => {
+  await page.goto(`${base}/explainer.html?digit=42&t=0&backend=cpu`);
+  await waitState(page, ["ready", "error"], 5 * 60 * 1000);
+  const message = await page.textContent("#message");
+  assert(message.includes("digit=42") && message.includes("t=0"), message);
+}));
+
+await browser.close();
+server.close();
+console.log(`\nexplainer e2e: ${passed} passed, ${failed} failed`);
+process.exit(failed === 0 ? 0 : 1);
