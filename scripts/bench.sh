@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Sampling benchmark: native (Burn flex) and in headless Chromium (WebGPU and CPU in wasm).
-# Prints figures; asserts nothing.
+# Sampling benchmark: native (Burn flex) and in headless Chromium (CPU in wasm and WebGPU), the
+# served build's sizes, and the CPU-path ratio. Prints figures; asserts nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 scripts/install-tools.sh --browser
 echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs) =="
-cargo run --release --locked --bin bench -- --steps "${BENCH_STEPS:-20}"
+mkdir -p .cache
+cargo run --release --locked --bin bench -- --steps "${BENCH_STEPS:-20}" | tee .cache/bench-native.txt
+export NATIVE_MS_16="$(awk '/grid 16:/ {print $(NF-1)}' .cache/bench-native.txt)"
 trunk build --locked
+echo "== served build: wasm $(stat -c %s dist/ddpm-web_bg.wasm) bytes, $(gzip -9 -c dist/ddpm-web_bg.wasm | wc -c) gzipped; weights $(du -cb dist/weights/*.bpk | tail -1 | cut -f1) bytes =="
 (cd tests/e2e && npm ci --no-audit --no-fund --silent)
-node tests/e2e/bench.mjs "${BENCH_BROWSER_STEPS:-10}"
+node tests/e2e/bench.mjs

@@ -10,7 +10,7 @@ use ddpm_web::classifier::Classifier;
 use ddpm_web::data::{DEFAULT_CACHE, load_mnist, split};
 use ddpm_web::evaluate::{ChunkCache, classify, conditional_accuracy, digits_to_values};
 use ddpm_web::model::UNet;
-use ddpm_web::sampling::Method;
+use ddpm_web::sampling::{Method, SampleSettings, Sampler};
 use ddpm_web::weights::{CLASSIFIER_FILE, MANIFEST, Manifest, UNET_FILE, load_module, verify};
 
 fn manifest() -> Manifest {
@@ -55,4 +55,36 @@ fn small_evaluation_catches_regressions() {
     let (cond, per_digit) =
         conditional_accuracy(&unet, &classifier, &m.config, Method::Ddim { steps: 20, eta: 0.0 }, 3, 3, &ChunkCache::new(None), &device, |_| {});
     assert!(cond >= 0.8, "conditional accuracy with 3 DDIM-20 samples per digit: {cond} ({per_digit:?})");
+}
+
+/// Three guided DDIM steps of the shipped model from a fixed seed: the browser suite checks that
+/// WebGPU and the CPU fallback reproduce this native trajectory (tests/fixtures/sampler-ddim.json).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SamplerFixture {
+    settings: SampleSettings,
+    steps: usize,
+    /// x after each step, [count * 784] each.
+    states: Vec<Vec<f32>>,
+}
+
+const SAMPLER_FIXTURE: &str = "tests/fixtures/sampler-ddim.json";
+
+#[test]
+fn seeded_trajectory_matches_the_browser_fixture() {
+    let (m, unet, _) = models();
+    let device = Device::flex();
+    let settings = SampleSettings { digit: Some(7), guidance: 2.0, method: Method::Ddim { steps: 10, eta: 0.5 }, seed: 11, count: 2, clip_x0: true };
+    let schedule = m.config.schedule();
+    let mut sampler = Sampler::new(settings.clone(), &schedule, &device);
+    let states: Vec<Vec<f32>> = (0..3).map(|_| sampler.step(&unet).unwrap().x.into_data().try_to_vec::<f32>().unwrap()).collect();
+    if std::env::var("DDPM_UPDATE_FIXTURES").is_ok() {
+        let now = SamplerFixture { settings: settings.clone(), steps: 3, states: states.clone() };
+        std::fs::write(SAMPLER_FIXTURE, serde_json::to_string(&now).unwrap() + "\n").unwrap();
+    }
+    let fixture: SamplerFixture = serde_json::from_str(&std::fs::read_to_string(SAMPLER_FIXTURE).expect("DDPM_UPDATE_FIXTURES=1 writes it")).unwrap();
+    assert_eq!(fixture.settings, settings);
+    for (k, (a, b)) in states.iter().zip(&fixture.states).enumerate() {
+        let d = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+        assert!(d <= 1e-5, "step {}: native trajectory moved by {d} from the fixture (weights or sampler changed?)", k + 1);
+    }
 }

@@ -201,3 +201,46 @@ mod explainer {
         }
     }
 }
+
+mod seeded_trajectory {
+    //! The same seed and settings give the same images on WebGPU, on the CPU fallback and natively:
+    //! three guided DDIM steps of the shipped model against the native run recorded by
+    //! `cargo test --test shipped_weights` in tests/fixtures/sampler-ddim.json.
+    use super::*;
+    use ddpm_web::weights::{Manifest, UNET_FILE, load_unet};
+    use serde::Deserialize;
+
+    #[derive(Deserialize)]
+    struct SamplerFixture {
+        settings: SampleSettings,
+        steps: usize,
+        states: Vec<Vec<f32>>,
+    }
+
+    async fn check(device: &Device, name: &str) {
+        let fixture: SamplerFixture = serde_json::from_str(include_str!("fixtures/sampler-ddim.json")).unwrap();
+        let manifest = Manifest::parse(include_str!("../weights/manifest.json")).unwrap();
+        let entry = manifest.file(UNET_FILE).unwrap().clone();
+        let model = load_unet(&manifest.config, &entry, include_bytes!("../weights/unet.bpk").to_vec(), device).unwrap();
+        let schedule = manifest.config.schedule();
+        let mut sampler = Sampler::new(fixture.settings.clone(), &schedule, device);
+        for k in 0..fixture.steps {
+            let x = read_f32(sampler.step(&model).unwrap().x).await.unwrap();
+            let d = max_abs_diff(&x, &fixture.states[k]);
+            log(&format!("{name}: step {} of the seeded trajectory, max |diff| from native = {d:e}", k + 1));
+            // Guidance w = 2 scales the network's backend differences (~2e-5) by up to 1 + 2w = 5,
+            // and a 10-step DDIM jump by up to ~3 more: 1e-3 is 1/8 of a grey level.
+            assert!(d < 1e-3, "{name}: step {} differs from native by {d}", k + 1);
+        }
+    }
+
+    #[wasm_bindgen_test]
+    async fn webgpu_reproduces_the_native_trajectory() {
+        check(&webgpu().await, "WebGPU").await;
+    }
+
+    #[wasm_bindgen_test]
+    async fn cpu_fallback_reproduces_the_native_trajectory() {
+        check(&Device::flex(), "CPU (wasm)").await;
+    }
+}

@@ -1,15 +1,17 @@
-//! Native sampling benchmark: ms per reverse step (DDIM, guided, reading x back every step as the
-//! page does) for grids of 1, 16 and 64 on Burn's flex CPU backend, with the shipped weights.
+//! Native sampling benchmark: ms per reverse step for grids of 1, 16 and 64 on Burn's flex CPU
+//! backend, with the shipped weights, doing what the page does on a drawn step: a guided DDIM
+//! step, the classifier on the predicted x_0, and one readback of the images and probabilities.
 //!
 //!   cargo run --release --bin bench -- [--steps 20]
 
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::tensor::Device;
-use ddpm_web::model::UNet;
+use burn::tensor::{Device, Tensor};
+use ddpm_web::classifier::Classifier;
+use ddpm_web::model::{NUM_DIGITS, PIXELS, UNet};
 use ddpm_web::sampling::{Method, SampleSettings, Sampler};
-use ddpm_web::weights::{MANIFEST, Manifest, UNET_FILE, load_unet};
+use ddpm_web::weights::{CLASSIFIER_FILE, MANIFEST, Manifest, UNET_FILE, load_module, load_unet};
 
 fn main() {
     let mut steps = 20usize;
@@ -24,6 +26,7 @@ fn main() {
     let device = Device::flex();
     let entry = manifest.file(UNET_FILE).unwrap();
     let model: UNet = load_unet(&manifest.config, entry, std::fs::read(format!("weights/{UNET_FILE}")).unwrap(), &device).unwrap();
+    let classifier = load_module(Classifier::new(&device), std::fs::read(format!("weights/{CLASSIFIER_FILE}")).unwrap()).unwrap();
     let cfg = &manifest.config;
     println!(
         "network: {} parameters, {:.1} MFLOPs per image per forward; guided steps run 2 images per sample",
@@ -35,12 +38,15 @@ fn main() {
         let settings = SampleSettings { digit: Some(7), guidance: cfg.guidance, method: Method::Ddim { steps: 1000, eta: 0.0 }, seed: 1, count, clip_x0: true };
         let schedule = cfg.schedule();
         let mut sampler = Sampler::new(settings, &schedule, &device);
-        let warm = sampler.step(&model).unwrap();
-        let _ = warm.x.into_data();
+        let drawn_step = |sampler: &mut Sampler| {
+            let step = sampler.step(&model).unwrap();
+            let probabilities = classifier.probabilities(step.x0_pred);
+            let _ = Tensor::cat(vec![step.x.reshape([count * PIXELS]), probabilities.reshape([count * NUM_DIGITS])], 0).into_data();
+        };
+        drawn_step(&mut sampler);
         let start = Instant::now();
         for _ in 0..steps {
-            let step = sampler.step(&model).unwrap();
-            let _ = step.x.into_data();
+            drawn_step(&mut sampler);
         }
         let ms = 1e3 * start.elapsed().as_secs_f64() / steps as f64;
         println!("native flex ({threads} threads): grid {count:>2}: {ms:8.1} ms/step");

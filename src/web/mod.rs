@@ -203,11 +203,59 @@ pub(crate) fn context_2d(canvas: &HtmlCanvasElement) -> Result<CanvasRenderingCo
         .map_err(|_| "not a 2d context".to_string())
 }
 
-/// Bytes of WebAssembly linear memory this page's module holds now (it never shrinks, so growth
-/// across runs is a leak).
+/// Bytes of WebAssembly linear memory this page's module holds now. It only grows, in 64 KiB
+/// pages, when the allocator needs a new high-water mark.
 #[wasm_bindgen(js_name = wasmMemoryBytes)]
 pub fn wasm_memory_bytes() -> f64 {
     (core::arch::wasm32::memory_size(0) * 65536) as f64
+}
+
+/// Bytes the Rust heap has allocated and not freed: the exact measure of a leak across runs.
+#[wasm_bindgen(js_name = heapLiveBytes)]
+pub fn heap_live_bytes() -> f64 {
+    counting_allocator::LIVE.load(std::sync::atomic::Ordering::Relaxed) as f64
+}
+
+mod counting_allocator {
+    //! The system allocator, counting live bytes (one relaxed atomic add per call).
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    pub static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+    struct Counting;
+
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            let p = unsafe { System.alloc(layout) };
+            if !p.is_null() {
+                LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+            }
+            p
+        }
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            let p = unsafe { System.alloc_zeroed(layout) };
+            if !p.is_null() {
+                LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+            }
+            p
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            unsafe { System.dealloc(ptr, layout) };
+            LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        }
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            let p = unsafe { System.realloc(ptr, layout, new_size) };
+            if !p.is_null() {
+                LIVE.fetch_add(new_size, Ordering::Relaxed);
+                LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+            }
+            p
+        }
+    }
+
+    #[global_allocator]
+    static ALLOCATOR: Counting = Counting;
 }
 
 pub(crate) fn js_error(message: impl std::fmt::Display) -> JsError {
@@ -370,8 +418,11 @@ impl App {
                 // eps ~ N(0, 1): show +-3 sigma across the grey range.
                 View::PredictedNoise => step.eps.div_scalar(3.0),
             };
-            let values = read_f32(shown).await.map_err(js_error)?;
-            let read = readout(&read_f32(probabilities).await.map_err(js_error)?);
+            // One readback per drawn frame: the shown images and the class probabilities together.
+            let pixels = count * crate::model::PIXELS;
+            let both = Tensor::cat(vec![shown.reshape([pixels]), probabilities.reshape([count * NUM_DIGITS])], 0);
+            let mut values = read_f32(both).await.map_err(js_error)?;
+            let read = readout(&values.split_off(pixels));
             let labels: Vec<u32> = read.iter().map(|(l, _)| *l as u32).collect();
             let confidences: Vec<f32> = read.iter().map(|(_, p)| *p).collect();
             draw_grid(&canvas, &values, count).map_err(js_error)?;
