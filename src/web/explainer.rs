@@ -9,7 +9,7 @@ use burn::tensor::Tensor;
 use wasm_bindgen::prelude::*;
 use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement};
 
-use super::{Backend, BackendPreference, context_2d, draw_rgba, fetch_bytes, init_backend, js_error, load_weights, read_f32, set};
+use super::{Backend, BackendInfo, BackendPreference, context_2d, draw_rgba, fetch_bytes, init_backend, js_error, load_weights, read_f32, set};
 use crate::config::DdpmConfig;
 use crate::elbo::bits_per_dim;
 use crate::explain::{ExampleDigit, elbo_terms, forward_sample, loss_weights, parse_example_digits, prior_term, schedule_curves, step_views, tweedie_error};
@@ -88,19 +88,10 @@ impl Explainer {
         Ok(Explainer { state: Rc::new(RefCell::new(state)) })
     }
 
+    /// Which backend computes, on what, and why (for the page to show).
     #[wasm_bindgen(getter)]
-    pub fn backend(&self) -> String {
-        self.state.borrow().backend.kind.name().into()
-    }
-
-    #[wasm_bindgen(getter)]
-    pub fn adapter(&self) -> String {
-        self.state.borrow().backend.adapter.clone()
-    }
-
-    #[wasm_bindgen(getter, js_name = fallbackReason)]
-    pub fn fallback_reason(&self) -> Option<String> {
-        self.state.borrow().backend.fallback_reason.clone()
+    pub fn backend(&self) -> BackendInfo {
+        BackendInfo(self.state.borrow().backend.clone())
     }
 
     #[wasm_bindgen(getter)]

@@ -74,6 +74,39 @@ pub struct Backend {
     pub fallback_reason: Option<String>,
 }
 
+/// A backend as the pages see it.
+#[wasm_bindgen]
+pub struct BackendInfo(Backend);
+
+#[wasm_bindgen]
+impl BackendInfo {
+    /// "webgpu" or "cpu".
+    #[wasm_bindgen(getter)]
+    pub fn name(&self) -> String {
+        self.0.kind.name().into()
+    }
+
+    #[wasm_bindgen(getter)]
+    pub fn adapter(&self) -> String {
+        self.0.adapter.clone()
+    }
+
+    #[wasm_bindgen(getter, js_name = fallbackReason)]
+    pub fn fallback_reason(&self) -> Option<String> {
+        self.0.fallback_reason.clone()
+    }
+
+    /// One sentence for the page: what runs, on which adapter, and why the CPU if it is the fallback.
+    #[wasm_bindgen(getter)]
+    pub fn summary(&self) -> String {
+        match (&self.0.kind, &self.0.fallback_reason) {
+            (BackendKind::WebGpu, _) => format!("Running on WebGPU: {}", self.0.adapter),
+            (BackendKind::Cpu, None) => format!("Running on the CPU ({})", self.0.adapter),
+            (BackendKind::Cpu, Some(reason)) => format!("Running on the CPU ({}) because {reason}", self.0.adapter),
+        }
+    }
+}
+
 thread_local! {
     /// The wgpu runtime can be initialised once per page; keep the device it gave.
     static WEBGPU: RefCell<Option<(Device, String)>> = const { RefCell::new(None) };
@@ -343,19 +376,10 @@ impl App {
         Ok(App { state: Rc::new(RefCell::new(state)) })
     }
 
+    /// Which backend computes, on what, and why (for the page to show).
     #[wasm_bindgen(getter)]
-    pub fn backend(&self) -> String {
-        self.state.borrow().backend.kind.name().into()
-    }
-
-    #[wasm_bindgen(getter)]
-    pub fn adapter(&self) -> String {
-        self.state.borrow().backend.adapter.clone()
-    }
-
-    #[wasm_bindgen(getter, js_name = fallbackReason)]
-    pub fn fallback_reason(&self) -> Option<String> {
-        self.state.borrow().backend.fallback_reason.clone()
+    pub fn backend(&self) -> BackendInfo {
+        BackendInfo(self.state.borrow().backend.clone())
     }
 
     #[wasm_bindgen(getter, js_name = defaultGuidance)]

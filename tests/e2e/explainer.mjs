@@ -4,28 +4,15 @@
 //   node tests/e2e/explainer.mjs            (after `trunk build`)
 import path from "node:path";
 import fs from "node:fs";
-import { artifacts, launchBrowser, startServer, waitState, withPage } from "./harness.mjs";
+import { artifacts, assert, launchBrowser, startServer, testRunner, waitState, withPage } from "./harness.mjs";
 
 fs.mkdirSync(artifacts, { recursive: true });
 const { server, base } = await startServer();
 const browser = await launchBrowser();
-let passed = 0, failed = 0;
-function assert(cond, message) { if (!cond) throw new Error(message); }
+const { test, finish } = testRunner();
 const SECTIONS = ["forward", "elbo", "params", "score", "step"];
 const allReady = (page, timeout) => page.waitForFunction((ids) => document.body.dataset.state === "error"
   || ids.every((id) => document.getElementById(id).dataset.ready === "1"), SECTIONS, { timeout, polling: 200 });
-
-async function test(name, fn) {
-  const start = Date.now();
-  try {
-    await fn();
-    passed += 1;
-    console.log(`test ${name} ... ok (${((Date.now() - start) / 1000).toFixed(1)} s)`);
-  } catch (e) {
-    failed += 1;
-    console.log(`test ${name} ... FAILED\n  ${e.stack ?? e}`);
-  }
-}
 
 // On the CPU fallback every section completes, the full 1000-term ELBO sweep twice.
 await test("explainer_sections_compute_and_follow_the_t_slider_on_the_cpu", () => withPage(browser, async (page, errors) => {
@@ -79,5 +66,4 @@ await test("explainer_rejects_out_of_range_url_parameters", () => withPage(brows
 
 await browser.close();
 server.close();
-console.log(`\nexplainer e2e: ${passed} passed, ${failed} failed`);
-process.exit(failed === 0 ? 0 : 1);
+finish("explainer e2e");

@@ -51,3 +51,29 @@ export async function withPage(browser, fn) {
 
 export const waitState = (page, states, timeout) =>
   page.waitForFunction((s) => s.includes(document.body.dataset.state), states, { timeout, polling: 100 });
+
+export function assert(cond, message) { if (!cond) throw new Error(message); }
+
+// A minimal runner: `test(name, fn)` runs fn, prints ok or FAILED with the error, and keeps count;
+// E2E_ONLY=part runs only the tests whose names contain it. `finish(label)` prints and exits.
+export function testRunner() {
+  let passed = 0, failed = 0;
+  const only = process.env.E2E_ONLY;
+  async function test(name, fn) {
+    if (only && !name.includes(only)) return;
+    const start = Date.now();
+    try {
+      await fn();
+      passed += 1;
+      console.log(`test ${name} ... ok (${((Date.now() - start) / 1000).toFixed(1)} s)`);
+    } catch (e) {
+      failed += 1;
+      console.log(`test ${name} ... FAILED\n  ${e.stack ?? e}`);
+    }
+  }
+  function finish(label) {
+    console.log(`\n${label}: ${passed} passed, ${failed} failed`);
+    process.exit(failed === 0 ? 0 : 1);
+  }
+  return { test, finish };
+}

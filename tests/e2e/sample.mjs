@@ -4,29 +4,13 @@
 // Screenshots go to tests/e2e/artifacts/.
 import path from "node:path";
 import fs from "node:fs";
-import { artifacts, launchBrowser, startServer, waitState, withPage as openPage } from "./harness.mjs";
+import { artifacts, assert, launchBrowser, startServer, testRunner, waitState, withPage as openPage } from "./harness.mjs";
 
 fs.mkdirSync(artifacts, { recursive: true });
 const { server, base } = await startServer();
 const browser = await launchBrowser();
 const withPage = (fn) => openPage(browser, fn);
-let passed = 0, failed = 0;
-
-const only = process.env.E2E_ONLY;
-async function test(name, fn) {
-  if (only && !name.includes(only)) return;
-  const start = Date.now();
-  try {
-    await fn();
-    passed += 1;
-    console.log(`test ${name} ... ok (${((Date.now() - start) / 1000).toFixed(1)} s)`);
-  } catch (e) {
-    failed += 1;
-    console.log(`test ${name} ... FAILED\n  ${e.stack ?? e}`);
-  }
-}
-
-function assert(cond, message) { if (!cond) throw new Error(message); }
+const { test, finish } = testRunner();
 
 async function sampleSeven(backend) {
   return withPage(async (page, errors) => {
@@ -176,5 +160,4 @@ await test("a_lost_webgpu_device_is_recovered_without_a_reload", () => withPage(
 
 await browser.close();
 server.close();
-console.log(`\ne2e: ${passed} passed, ${failed} failed`);
-process.exit(failed === 0 ? 0 : 1);
+finish("e2e");
