@@ -244,3 +244,64 @@ mod seeded_trajectory {
         check(&Device::flex(), "CPU (wasm)").await;
     }
 }
+
+mod page_pieces {
+    //! The sampling loop as the page runs it: each step's state drawn to a real canvas reads back
+    //! as exactly the tensor's pixels, on WebGPU and on the CPU; missing weights are an error
+    //! that names the problem.
+    use super::*;
+    use ddpm_web::sampling::to_pixels;
+    use ddpm_web::web::{draw_grid, load_weights};
+    use ddpm_web::weights::{Manifest, UNET_FILE, load_unet};
+    use wasm_bindgen::JsCast;
+    use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement};
+
+    async fn loop_draws_the_tensor(device: &Device, steps: usize, name: &str) {
+        let manifest = Manifest::parse(include_str!("../weights/manifest.json")).unwrap();
+        let entry = manifest.file(UNET_FILE).unwrap().clone();
+        let model = load_unet(&manifest.config, &entry, include_bytes!("../weights/unet.bpk").to_vec(), device).unwrap();
+        let schedule = manifest.config.schedule();
+        let settings = SampleSettings { digit: Some(3), guidance: 2.0, method: Method::Ddim { steps: 20, eta: 0.0 }, seed: 4, count: 4, clip_x0: true };
+        let mut sampler = Sampler::new(settings, &schedule, device);
+        let document = web_sys::window().unwrap().document().unwrap();
+        let canvas: HtmlCanvasElement = document.create_element("canvas").unwrap().dyn_into().unwrap();
+        let ctx: CanvasRenderingContext2d = canvas.get_context("2d").unwrap().unwrap().dyn_into().unwrap();
+        let mut previous: Option<Vec<u8>> = None;
+        for k in 0..steps {
+            let step = sampler.step(&model).expect("the run has steps left");
+            assert_eq!(step.done, k + 1);
+            let x = read_f32(step.x).await.unwrap();
+            draw_grid(&canvas, &x, 4).unwrap();
+            assert_eq!((canvas.width(), canvas.height()), (56, 56));
+            let rgba = ctx.get_image_data(0.0, 0.0, 56.0, 56.0).unwrap().data().0;
+            let grey = to_pixels(&x);
+            for i in 0..4 {
+                for y in 0..28 {
+                    for col in 0..28 {
+                        let o = (((i / 2) * 28 + y) * 56 + (i % 2) * 28 + col) * 4;
+                        assert_eq!(rgba[o], grey[i * 784 + y * 28 + col], "{name}: step {}, digit {i}, pixel ({y}, {col})", k + 1);
+                    }
+                }
+            }
+            assert_ne!(previous.as_ref(), Some(&grey), "{name}: the canvas did not change at step {}", k + 1);
+            previous = Some(grey);
+        }
+        log(&format!("{name}: {steps} drawn steps read back exactly as the tensors"));
+    }
+
+    #[wasm_bindgen_test]
+    async fn sampling_loop_draws_exactly_the_tensor_on_the_cpu() {
+        loop_draws_the_tensor(&Device::flex(), 20, "CPU (wasm)").await;
+    }
+
+    #[wasm_bindgen_test]
+    async fn sampling_loop_draws_exactly_the_tensor_on_webgpu() {
+        loop_draws_the_tensor(&webgpu().await, 2, "WebGPU").await;
+    }
+
+    #[wasm_bindgen_test]
+    async fn missing_weights_are_an_error_that_says_so() {
+        let error = load_weights("no-such-weights", &Device::flex()).await.err().expect("there are no weights there");
+        assert!(error.contains("no-such-weights/manifest.json") && error.contains("404"), "{error}");
+    }
+}
