@@ -271,7 +271,8 @@ impl Explainer {
         draw_chart(&terms_canvas, &Chart { title: "ELBO terms per t (bits/dim, log–log)".into(), x: t_axis.clone(), y, series, marker: None })?;
         // L_simple weighs every t's noise error equally; the bound weighs it by lambda_t.
         let lambda: Vec<f64> = (0..bits.len()).map(|i| if i == 0 { f64::NAN } else { loss_weights(&state.schedule, state.config.variance, i)[0] }).collect();
-        let weighted: Vec<f64> = (0..bits.len()).map(|i| lambda[i] * run.simple[i] * PIXELS as f64 / (PIXELS as f64 * std::f64::consts::LN_2)).collect();
+        // lambda_t ||eps - eps_theta||^2 is nats per image; per pixel and in bits: lambda_t * simple / ln 2.
+        let weighted: Vec<f64> = (0..bits.len()).map(|i| lambda[i] * run.simple[i] / std::f64::consts::LN_2).collect();
         let series = vec![
             Series { name: "‖ε − ε_θ‖² per pixel (L_simple's summand, weight 1)".into(), color: COLORS[2].into(), points: points(&run.simple) },
             Series { name: "ELBO weight λ_t of that error".into(), color: COLORS[3].into(), points: points(&lambda) },
