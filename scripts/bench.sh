@@ -9,6 +9,9 @@ echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d
 mkdir -p .cache
 cargo run --release --locked --bin bench -- --steps "${BENCH_STEPS:-20}" | tee .cache/bench-native.txt
 export NATIVE_MS_16="$(awk '/grid 16:/ {print $(NF-1)}' .cache/bench-native.txt)"
+# The same on one thread: the wasm build is single-threaded, so this separates threads from the rest.
+RAYON_NUM_THREADS=1 cargo run --release --locked --bin bench -- --steps "${BENCH_STEPS:-20}" | tee .cache/bench-native-1thread.txt
+export NATIVE_1THREAD_MS_16="$(awk '/grid 16:/ {print $(NF-1)}' .cache/bench-native-1thread.txt)"
 trunk build --locked
 echo "== served build: wasm $(stat -c %s dist/ddpm-web_bg.wasm) bytes, $(gzip -9 -c dist/ddpm-web_bg.wasm | wc -c) gzipped; weights $(du -cb dist/weights/*.bpk | tail -1 | cut -f1) bytes =="
 (cd tests/e2e && npm ci --no-audit --no-fund --silent)

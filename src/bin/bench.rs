@@ -33,7 +33,9 @@ fn main() {
         model.num_params(),
         cfg.model.forward_flops() as f64 / 1e6
     );
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    // flex runs on rayon's pool, which RAYON_NUM_THREADS sizes (the benchmark's single-thread run).
+    let threads = std::env::var("RAYON_NUM_THREADS").ok().and_then(|n| n.parse::<usize>().ok()).filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     for count in [1usize, 16, 64] {
         let settings = SampleSettings { digit: Some(7), guidance: cfg.guidance, method: Method::Ddim { steps: 1000, eta: 0.0 }, seed: 1, count, clip_x0: true };
         let schedule = cfg.schedule();
@@ -49,6 +51,6 @@ fn main() {
             drawn_step(&mut sampler);
         }
         let ms = 1e3 * start.elapsed().as_secs_f64() / steps as f64;
-        println!("native flex ({threads} threads): grid {count:>2}: {ms:8.1} ms/step");
+        println!("native flex ({threads} thread{}): grid {count:>2}: {ms:8.1} ms/step", if threads == 1 { "" } else { "s" });
     }
 }
