@@ -90,13 +90,10 @@ for (const backend of (env.BENCH_BACKENDS ?? "cpu,webgpu").split(",")) {
     }
   });
 }
-if (env.NATIVE_MS_16 && results["cpu-16"]) {
-  const native = Number(env.NATIVE_MS_16);
-  console.log(`CPU path, grid 16: wasm ${results["cpu-16"].toFixed(1)} ms/step vs native ${native.toFixed(1)} ms/step: ratio ${(results["cpu-16"] / native).toFixed(2)} (target 1.5)`);
-}
-if (env.NATIVE_1THREAD_MS_16 && results["cpu-16"]) {
-  const native = Number(env.NATIVE_1THREAD_MS_16);
-  console.log(`CPU path, grid 16: wasm (one thread) ${results["cpu-16"].toFixed(1)} ms/step vs native on one thread ${native.toFixed(1)} ms/step: ratio ${(results["cpu-16"] / native).toFixed(2)}`);
+for (const [variable, native] of [["NATIVE_MS_16", "native"], ["NATIVE_1THREAD_MS_16", "native on one thread"]]) {
+  if (!env[variable] || !results["cpu-16"]) continue;
+  const ms = Number(env[variable]);
+  console.log(`CPU path, grid 16: wasm (one thread) ${results["cpu-16"].toFixed(1)} ms/step vs ${native} ${ms.toFixed(1)} ms/step: ratio ${(results["cpu-16"] / ms).toFixed(2)} (target 1.5 against native)`);
 }
 await browser.close();
 server.close();
