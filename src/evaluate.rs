@@ -14,6 +14,7 @@ use crate::elbo::{TermBatch, bits_per_dim, prior_kl};
 use crate::model::{IMAGE_SIZE, NULL_CLASS, PIXELS, UNet};
 use crate::noise::NoiseSource;
 use crate::sampling::{Method, SampleSettings, Sampler};
+use crate::schedule::VarianceKind;
 
 /// Caches finished chunks as JSON files under one directory (keyed by the weights' checksum).
 pub struct ChunkCache {
@@ -179,19 +180,26 @@ pub fn nll_bound_bits_per_dim(model: &UNet, cfg: &DdpmConfig, x0: &[f32], seed: 
     bits_per_dim(nats, PIXELS)
 }
 
-/// Mean and standard error of the bound over `digits`, each cached.
+/// Mean and standard error of the bound over `digits` with reverse variance `variance`, each
+/// digit cached. Digit k gets the same noise under either variance, so the two bounds pair up.
 pub fn nll_bound(
     model: &UNet,
     cfg: &DdpmConfig,
+    variance: VarianceKind,
     digits: &[Digit],
     batch: usize,
     cache: &ChunkCache,
     device: &Device,
     mut progress: impl FnMut(&str),
 ) -> (f64, f64) {
+    let cfg = DdpmConfig { variance, ..cfg.clone() };
+    let key = match variance {
+        VarianceKind::Beta => "nll",
+        VarianceKind::BetaTilde => "nll-beta-tilde",
+    };
     let mut values = Vec::new();
     for (k, d) in digits.iter().enumerate() {
-        let v: f64 = cache.get_or(&format!("nll-{k}"), || nll_bound_bits_per_dim(model, cfg, &d.to_model_space(), 3_000_000 + k as u64, batch, device));
+        let v: f64 = cache.get_or(&format!("{key}-{k}"), || nll_bound_bits_per_dim(model, &cfg, &d.to_model_space(), 3_000_000 + k as u64, batch, device));
         values.push(v);
         progress(&format!("NLL bound: {}/{} digits, running mean {:.4} bits/dim", k + 1, digits.len(), values.iter().sum::<f64>() / values.len() as f64));
     }

@@ -1,14 +1,15 @@
 //! Evaluate the shipped weights in `weights/`.
 //!
 //!   cargo run --release --bin evaluate -- [--per-digit 100] [--fd-samples 1000] [--nll-digits 1000]
-//!       [--only classifier,ddim,ddpm,fd,nll] [--batch 100] [--record]
+//!       [--only classifier,ddim,ddpm,fd,nll,nll-beta-tilde] [--batch 100] [--record]
 //!
 //! 1. the classifier's held-out accuracy;
 //! 2. conditional accuracy: `--per-digit` samples per digit at the default guidance, with DDIM
 //!    (50 steps, eta 0) and DDPM (1000 steps), labelled by the classifier;
 //! 3. Fréchet distance (classifier features) between `--fd-samples` unconditional samples
 //!    (DDIM 50) and the held-out digits, beside real-vs-real and noise-vs-real calibrations;
-//! 4. the NLL bound in bits/dim (all T terms) on `--nll-digits` held-out digits.
+//! 4. the NLL bound in bits/dim (all T terms) on `--nll-digits` held-out digits, with the sampler's
+//!    reverse variance sigma^2 = beta and (`nll-beta-tilde`) with sigma^2 = beta_tilde.
 //! Finished chunks are cached under .cache/eval/<weights sha>/, so an interrupted run resumes.
 //! `--record` writes the figures into weights/manifest.json.
 
@@ -24,6 +25,7 @@ use ddpm_web::metrics::frechet_distance_of;
 use ddpm_web::model::{PIXELS, UNet};
 use ddpm_web::noise::NoiseSource;
 use ddpm_web::sampling::Method;
+use ddpm_web::schedule::VarianceKind;
 use ddpm_web::weights::{CLASSIFIER_FILE, MANIFEST, Manifest, UNET_FILE, load_module, update_manifest, verify};
 use serde_json::json;
 
@@ -36,7 +38,7 @@ fn main() {
 
 fn run() -> Result<(), String> {
     let (mut per_digit, mut fd_samples, mut nll_digits, mut batch, mut record) = (100usize, 1000usize, 1000usize, 100usize, false);
-    let mut only: BTreeSet<String> = ["classifier", "ddim", "ddpm", "fd", "nll"].iter().map(|s| s.to_string()).collect();
+    let mut only: BTreeSet<String> = ["classifier", "ddim", "ddpm", "fd", "nll", "nll-beta-tilde"].iter().map(|s| s.to_string()).collect();
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let mut num = |name: &str| args.next().and_then(|v| v.parse::<usize>().ok()).filter(|&v| v > 0).ok_or(format!("{name} needs a positive number"));
@@ -127,16 +129,24 @@ fn run() -> Result<(), String> {
                    "sample_count": fd_samples, "sampler": method_tag(method), "real_vs_real_reference": "1000 training digits (every 9th, all labels) vs the 1000 held-out", "command": command(format!("--only fd --fd-samples {fd_samples}"))}),
         );
     }
-    if only.contains("nll") {
+    // The bound as the sampler defines the model (sigma^2 = beta), and with sigma^2 = beta_tilde for
+    // t > 1 (Ho et al. 3.2: the other natural choice; same decoder L_0, same noise per digit).
+    for (name, variance, metric, terms) in [
+        ("nll", VarianceKind::Beta, "nll_bound_bits_per_dim", "L_T + all L_{t-1} + L_0 (T = 1000), sigma^2 = beta"),
+        ("nll-beta-tilde", VarianceKind::BetaTilde, "nll_bound_beta_tilde_bits_per_dim", "L_T + all L_{t-1} + L_0 (T = 1000), sigma^2 = beta_tilde for t > 1"),
+    ] {
+        if !only.contains(name) {
+            continue;
+        }
         let start = Instant::now();
         let n = nll_digits.min(held_out.len());
-        let (mean, se) = nll_bound(&model, &cfg, &held_out[..n], 250, &cache, &device, progress);
+        let (mean, se) = nll_bound(&model, &cfg, variance, &held_out[..n], 250, &cache, &device, progress);
         eprintln!();
-        println!("NLL bound: {mean:.4} ± {se:.4} bits/dim on {n} held-out digits [{:.0} s]", start.elapsed().as_secs_f64());
+        println!("NLL bound ({variance:?}): {mean:.4} ± {se:.4} bits/dim on {n} held-out digits [{:.0} s]", start.elapsed().as_secs_f64());
         metrics.insert(
-            "nll_bound_bits_per_dim".into(),
-            json!({"value": mean, "standard_error": se, "digits": n, "terms": "L_T + all L_{t-1} + L_0 (T = 1000)",
-                   "command": command(format!("--only nll --nll-digits {n}"))}),
+            metric.into(),
+            json!({"value": mean, "standard_error": se, "digits": n, "terms": terms,
+                   "command": command(format!("--only {name} --nll-digits {n}"))}),
         );
     }
     if record {
