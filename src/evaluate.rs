@@ -29,17 +29,25 @@ impl ChunkCache {
         Self { dir }
     }
 
+    /// The cached value under `key`, if one was stored and still parses.
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
+        let path = self.dir.as_ref()?.join(format!("{key}.json"));
+        serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
+    }
+
+    /// Store `value` under `key` (nothing when the cache has no directory).
+    pub fn put<T: Serialize>(&self, key: &str, value: &T) {
+        if let Some(d) = &self.dir {
+            let _ = std::fs::write(d.join(format!("{key}.json")), serde_json::to_string(value).unwrap());
+        }
+    }
+
     pub fn get_or<T: Serialize + DeserializeOwned>(&self, key: &str, compute: impl FnOnce() -> T) -> T {
-        let path = self.dir.as_ref().map(|d| d.join(format!("{key}.json")));
-        if let Some(p) = &path {
-            if let Some(v) = std::fs::read_to_string(p).ok().and_then(|s| serde_json::from_str(&s).ok()) {
-                return v;
-            }
+        if let Some(v) = self.get(key) {
+            return v;
         }
         let value = compute();
-        if let Some(p) = path {
-            let _ = std::fs::write(p, serde_json::to_string(&value).unwrap());
-        }
+        self.put(key, &value);
         value
     }
 }
@@ -156,13 +164,24 @@ pub fn unconditional_samples(
 }
 
 /// The full variational bound (all T terms + L_T) for one image, in bits/dim, with the
-/// unconditional model (null class). `batch` timesteps per model call.
-pub fn nll_bound_bits_per_dim(model: &UNet, cfg: &DdpmConfig, x0: &[f32], seed: u64, batch: usize, device: &Device) -> f64 {
+/// unconditional model (null class), once for each reverse variance in `variances`. The variance
+/// changes only the KL, not the noise or ε_θ, so one set of model calls serves them all.
+/// `batch` timesteps per model call.
+pub fn nll_bounds_bits_per_dim(
+    model: &UNet,
+    cfg: &DdpmConfig,
+    x0: &[f32],
+    seed: u64,
+    variances: &[VarianceKind],
+    batch: usize,
+    device: &Device,
+) -> Vec<f64> {
     let s = cfg.schedule();
     let t_max = s.timesteps();
     let mut rng = NoiseSource::new(seed);
     let x0_one = images(x0, device);
-    let mut nats = prior_kl(&s, x0_one).into_data().try_to_vec::<f32>().unwrap()[0] as f64;
+    let prior = prior_kl(&s, x0_one).into_data().try_to_vec::<f32>().unwrap()[0] as f64;
+    let mut nats = vec![prior; variances.len()];
     let mut start = 0;
     while start < t_max {
         let n = batch.min(t_max - start);
@@ -173,36 +192,62 @@ pub fn nll_bound_bits_per_dim(model: &UNet, cfg: &DdpmConfig, x0: &[f32], seed: 
         let t = Tensor::<1>::from_data(TensorData::new(idx.iter().map(|&i| (i + 1) as f32).collect::<Vec<_>>(), [n]), device);
         let c = Tensor::<1, Int>::from_data(TensorData::new(vec![NULL_CLASS as i64; n], [n]), device);
         let eps = model.forward(terms.x_t.clone(), t, c);
-        let v: Vec<f32> = terms.terms(&s, eps, cfg.variance).into_data().try_to_vec().unwrap();
-        nats += v.iter().map(|&x| x as f64).sum::<f64>();
+        for (total, &variance) in nats.iter_mut().zip(variances) {
+            let v: Vec<f32> = terms.terms(&s, eps.clone(), variance).into_data().try_to_vec().unwrap();
+            *total += v.iter().map(|&x| x as f64).sum::<f64>();
+        }
         start += n;
     }
-    bits_per_dim(nats, PIXELS)
+    nats.into_iter().map(|n| bits_per_dim(n, PIXELS)).collect()
 }
 
-/// Mean and standard error of the bound over `digits` with reverse variance `variance`, each
-/// digit cached. Digit k gets the same noise under either variance, so the two bounds pair up.
-pub fn nll_bound(
+/// The cache key prefix of a digit's bound under `variance`.
+fn nll_key(variance: VarianceKind) -> &'static str {
+    match variance {
+        VarianceKind::Beta => "nll",
+        VarianceKind::BetaTilde => "nll-beta-tilde",
+    }
+}
+
+/// Mean and standard error of the bound over `digits` for each reverse variance in `variances`,
+/// each digit cached per variance. Digit k gets the same noise under every variance, so the
+/// bounds pair up digit by digit, and the variances a digit still lacks share one model pass.
+pub fn nll_bounds(
     model: &UNet,
     cfg: &DdpmConfig,
-    variance: VarianceKind,
+    variances: &[VarianceKind],
     digits: &[Digit],
     batch: usize,
     cache: &ChunkCache,
     device: &Device,
     mut progress: impl FnMut(&str),
-) -> (f64, f64) {
-    let cfg = DdpmConfig { variance, ..cfg.clone() };
-    let key = match variance {
-        VarianceKind::Beta => "nll",
-        VarianceKind::BetaTilde => "nll-beta-tilde",
-    };
-    let mut values = Vec::new();
+) -> Vec<(f64, f64)> {
+    let mut values: Vec<Vec<f64>> = vec![Vec::new(); variances.len()];
     for (k, d) in digits.iter().enumerate() {
-        let v: f64 = cache.get_or(&format!("{key}-{k}"), || nll_bound_bits_per_dim(model, &cfg, &d.to_model_space(), 3_000_000 + k as u64, batch, device));
-        values.push(v);
-        progress(&format!("NLL bound: {}/{} digits, running mean {:.4} bits/dim", k + 1, digits.len(), values.iter().sum::<f64>() / values.len() as f64));
+        let keys: Vec<String> = variances.iter().map(|&v| format!("{}-{k}", nll_key(v))).collect();
+        let cached: Vec<Option<f64>> = keys.iter().map(|key| cache.get(key)).collect();
+        let missing: Vec<VarianceKind> = variances.iter().zip(&cached).filter(|(_, c)| c.is_none()).map(|(&v, _)| v).collect();
+        let mut fresh = if missing.is_empty() {
+            Vec::new()
+        } else {
+            nll_bounds_bits_per_dim(model, cfg, &d.to_model_space(), 3_000_000 + k as u64, &missing, batch, device)
+        }
+        .into_iter();
+        for ((column, c), key) in values.iter_mut().zip(cached).zip(&keys) {
+            let v = c.unwrap_or_else(|| {
+                let v = fresh.next().expect("one fresh value per missing variance");
+                cache.put(key, &v);
+                v
+            });
+            column.push(v);
+        }
+        let means: Vec<String> = values.iter().map(|c| format!("{:.4}", c.iter().sum::<f64>() / c.len() as f64)).collect();
+        progress(&format!("NLL bound: {}/{} digits, running mean {} bits/dim", k + 1, digits.len(), means.join(" / ")));
     }
+    values.iter().map(|column| mean_and_standard_error(column)).collect()
+}
+
+fn mean_and_standard_error(values: &[f64]) -> (f64, f64) {
     let n = values.len() as f64;
     let mean = values.iter().sum::<f64>() / n;
     let sd = (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0)).sqrt();
