@@ -183,10 +183,15 @@ impl Trainer {
         if run.state().exists() {
             let saved: TrainState = serde_json::from_str(&std::fs::read_to_string(run.state()).map_err(|e| e.to_string())?)
                 .map_err(|e| format!("{}: {e}", run.state().display()))?;
-            if saved.config.model != cfg.model || saved.config.seed != cfg.seed || saved.config.schedule != cfg.schedule {
+            // Training settings count too: the learning-rate decay depends on the planned steps, so
+            // a run resumed with other settings would match no single command.
+            if saved.config.model != cfg.model || saved.config.seed != cfg.seed || saved.config.schedule != cfg.schedule || saved.config.train != cfg.train {
                 return Err(format!(
-                    "{} holds a run with another model, seed or schedule; use another --run directory",
-                    run.0.display()
+                    "{} holds a run with another model, seed, schedule or training settings ({} steps planned there, {} asked); \
+                     use another --run directory or the run's own settings",
+                    run.0.display(),
+                    saved.config.train.steps,
+                    cfg.train.steps
                 ));
             }
             model = load_record_file(model, &run.online())?;

@@ -116,6 +116,8 @@ impl ModuleMapper for CastTo {
 }
 
 pub const CLASSIFIER_FILE: &str = "classifier.bpk";
+/// The manifest's metric that depends on the classifier alone, not on the U-Net.
+pub const CLASSIFIER_METRIC: &str = "classifier_heldout_accuracy";
 
 /// Read `dir/manifest.json`, let `edit` change it, write it back (native tools only).
 #[cfg(not(target_family = "wasm"))]

@@ -18,7 +18,7 @@ use ddpm_web::evaluate::{classify, digits_to_values};
 use ddpm_web::data::{DEFAULT_CACHE, Digit, load_mnist, split};
 use ddpm_web::model::{IMAGE_SIZE, PIXELS};
 use ddpm_web::noise::NoiseSource;
-use ddpm_web::weights::{CLASSIFIER_FILE, encode_module, file_entry, load_module, update_manifest};
+use ddpm_web::weights::{CLASSIFIER_FILE, CLASSIFIER_METRIC, encode_module, file_entry, load_module, update_manifest};
 
 const SEED: u64 = 7;
 const BATCH: usize = 128;
@@ -111,7 +111,7 @@ fn run() -> Result<(), String> {
     update_manifest(&out, |m| {
         m.files.retain(|f| f.name != CLASSIFIER_FILE);
         m.files.push(file_entry(CLASSIFIER_FILE, &bytes, dtype));
-        m.metrics["classifier_heldout_accuracy"] = serde_json::json!({
+        m.metrics[CLASSIFIER_METRIC] = serde_json::json!({
             "value": acc,
             "digits": held_out.len(),
             "epochs": epochs,

@@ -1,7 +1,7 @@
 //! Evaluate the shipped weights in `weights/`.
 //!
 //!   cargo run --release --bin evaluate -- [--per-digit 100] [--fd-samples 1000] [--nll-digits 1000]
-//!       [--only classifier,ddim,ddpm,fd,nll,nll-beta-tilde] [--batch 100] [--record]
+//!       [--only classifier,ddim,ddpm,fd,nll,nll-beta-tilde] [--batch 100] [--weights DIR] [--record]
 //!
 //! 1. the classifier's held-out accuracy;
 //! 2. conditional accuracy: `--per-digit` samples per digit at the default guidance, with DDIM
@@ -11,10 +11,11 @@
 //! 4. the NLL bound in bits/dim (all T terms) on `--nll-digits` held-out digits, with the sampler's
 //!    reverse variance sigma^2 = beta and (`nll-beta-tilde`) with sigma^2 = beta_tilde.
 //! Finished chunks are cached under .cache/eval/<weights sha>/, so an interrupted run resumes.
-//! `--record` writes the figures into weights/manifest.json.
+//! `--record` writes the figures into the manifest. `--weights DIR` evaluates a candidate set
+//! (e.g. one exported with `export --out DIR`) before it replaces `weights/`.
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::tensor::Device;
@@ -38,6 +39,7 @@ fn main() {
 
 fn run() -> Result<(), String> {
     let (mut per_digit, mut fd_samples, mut nll_digits, mut batch, mut record) = (100usize, 1000usize, 1000usize, 100usize, false);
+    let mut dir = PathBuf::from("weights");
     let mut only: BTreeSet<String> = ["classifier", "ddim", "ddpm", "fd", "nll", "nll-beta-tilde"].iter().map(|s| s.to_string()).collect();
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -48,18 +50,18 @@ fn run() -> Result<(), String> {
             "--nll-digits" => nll_digits = num("--nll-digits")?,
             "--batch" => batch = num("--batch")?,
             "--record" => record = true,
+            "--weights" => dir = args.next().ok_or("--weights needs a directory")?.into(),
             "--only" => only = args.next().ok_or("--only needs a list")?.split(',').map(|s| s.trim().to_string()).collect(),
             other => return Err(format!("unknown argument {other}")),
         }
     }
-    let dir = Path::new("weights");
-    let manifest = Manifest::parse(&std::fs::read_to_string(dir.join(MANIFEST)).map_err(|e| format!("weights/{MANIFEST}: {e}"))?)
+    let manifest = Manifest::parse(&std::fs::read_to_string(dir.join(MANIFEST)).map_err(|e| format!("{}: {e}", dir.join(MANIFEST).display()))?)
         .map_err(|e| e.to_string())?;
     let cfg = manifest.config.clone();
     let device = Device::flex();
     let load = |name: &str| -> Result<Vec<u8>, String> {
         let entry = manifest.file(name).map_err(|e| e.to_string())?;
-        let bytes = std::fs::read(dir.join(name)).map_err(|e| format!("weights/{name}: {e}"))?;
+        let bytes = std::fs::read(dir.join(name)).map_err(|e| format!("{}: {e}", dir.join(name).display()))?;
         verify(entry, &bytes).map_err(|e| e.to_string())?;
         Ok(bytes)
     };
@@ -155,13 +157,13 @@ fn run() -> Result<(), String> {
         }
     }
     if record {
-        update_manifest(dir, |m| {
+        update_manifest(&dir, |m| {
             for (k, v) in metrics {
                 m.metrics[k.as_str()] = v;
             }
         })
         .map_err(|e| e.to_string())?;
-        println!("recorded in weights/{MANIFEST}");
+        println!("recorded in {}", dir.join(MANIFEST).display());
     }
     Ok(())
 }

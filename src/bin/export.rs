@@ -5,19 +5,21 @@
 //!                                                     held-out digit of each label, for the explainer)
 //!
 //! Stores the U-Net in half precision when that reproduces the f32 network's output to 1e-3
-//! (checked here on a seeded batch), else in f32. Metrics already in the manifest are kept.
+//! (checked here on a seeded batch), else in f32. Metrics already in the manifest are kept while
+//! the U-Net is unchanged; new U-Net weights keep only the classifier's accuracy.
 
 use std::path::{Path, PathBuf};
 
 use burn::module::Module;
 use burn::store::ModuleRecord;
 use burn::tensor::{Bytes, Device, Int, Tensor, TensorData};
+use ddpm_web::config::DdpmConfig;
 use ddpm_web::data::{DEFAULT_CACHE, load_mnist, split};
 use ddpm_web::explain::{EXAMPLE_DIGITS_FILE, ExampleDigit};
 use ddpm_web::model::UNet;
 use ddpm_web::noise::NoiseSource;
 use ddpm_web::train::TrainState;
-use ddpm_web::weights::{FileEntry, MANIFEST, Manifest, UNET_FILE, encode_module, load_module, sha256_hex};
+use ddpm_web::weights::{CLASSIFIER_METRIC, FileEntry, MANIFEST, Manifest, UNET_FILE, encode_module, load_module, sha256_hex};
 
 fn main() {
     if let Err(e) = run() {
@@ -47,6 +49,24 @@ fn export_digits() -> Result<(), String> {
     std::fs::write(&path, serde_json::to_string(&digits).unwrap() + "\n").map_err(|e| e.to_string())?;
     println!("wrote {} ({} held-out digits)", path.display(), digits.len());
     Ok(())
+}
+
+/// The command that reproduces a run with `cfg`: the train command with the flags for whatever
+/// it sets away from the defaults (steps, channels, batch).
+fn train_command(cfg: &DdpmConfig) -> String {
+    let default = DdpmConfig::default();
+    let mut flags = Vec::new();
+    if cfg.train.steps != default.train.steps {
+        flags.push(format!("--steps {}", cfg.train.steps));
+    }
+    if cfg.model.channels != default.model.channels {
+        flags.push(format!("--channels {}", cfg.model.channels.map(|c| c.to_string()).join(",")));
+    }
+    if cfg.train.batch_size != default.train.batch_size {
+        flags.push(format!("--batch {}", cfg.train.batch_size));
+    }
+    let base = "cargo run --release --bin train";
+    if flags.is_empty() { base.into() } else { format!("{base} -- {}", flags.join(" ")) }
 }
 
 fn run() -> Result<(), String> {
@@ -82,8 +102,23 @@ fn run() -> Result<(), String> {
     let manifest_path = out.join(MANIFEST);
     let old = std::fs::read_to_string(&manifest_path).ok().and_then(|s| Manifest::parse(&s).ok());
     let mut files: Vec<FileEntry> = old.as_ref().map(|m| m.files.clone()).unwrap_or_default();
+    let sha256 = sha256_hex(&bytes);
+    let same_unet = files.iter().any(|f| f.name == UNET_FILE && f.sha256 == sha256);
     files.retain(|f| f.name != UNET_FILE);
-    files.insert(0, FileEntry { name: UNET_FILE.into(), bytes: bytes.len(), sha256: sha256_hex(&bytes), dtype: dtype.into() });
+    files.insert(0, FileEntry { name: UNET_FILE.into(), bytes: bytes.len(), sha256, dtype: dtype.into() });
+    // Metrics measured on other U-Net weights no longer hold; only the classifier's own stays.
+    let mut metrics = old.map(|m| m.metrics).unwrap_or_else(|| serde_json::json!({}));
+    if !same_unet {
+        if let Some(map) = metrics.as_object_mut() {
+            let dropped: Vec<String> = map.keys().filter(|k| *k != CLASSIFIER_METRIC).cloned().collect();
+            for k in &dropped {
+                map.remove(k);
+            }
+            if !dropped.is_empty() {
+                println!("new U-Net weights: dropped {} metrics measured on the old ones; run the evaluate command", dropped.len());
+            }
+        }
+    }
     let manifest = Manifest {
         files,
         parameters: ema.num_params(),
@@ -93,9 +128,9 @@ fn run() -> Result<(), String> {
             "seconds": state.seconds.round(),
             "images_seen": state.step * cfg.train.batch_size,
             "machine": "2-core x86-64 CPU, Burn flex backend (simd, rayon)",
-            "command": "cargo run --release --bin train",
+            "command": train_command(&cfg),
         }),
-        metrics: old.map(|m| m.metrics).unwrap_or_else(|| serde_json::json!({})),
+        metrics,
         config: cfg,
     };
     std::fs::write(&manifest_path, serde_json::to_string_pretty(&manifest).unwrap() + "\n").map_err(|e| e.to_string())?;

@@ -1,0 +1,103 @@
+//! The training loop's checkpoints: a run split by a resume equals the same run in one go, and a
+//! run directory refuses to resume under other settings.
+#![cfg(not(target_family = "wasm"))]
+
+use std::path::PathBuf;
+
+use burn::module::Module;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use ddpm_web::config::DdpmConfig;
+use ddpm_web::model::{NULL_CLASS, PIXELS, UNet, UNetConfig};
+use ddpm_web::noise::NoiseSource;
+use ddpm_web::train::Trainer;
+
+/// A tiny network and batch so a few steps take well under a second.
+fn tiny_config() -> DdpmConfig {
+    let mut cfg = DdpmConfig::default();
+    cfg.model = UNetConfig { channels: [8, 16, 16], emb_dim: 32, groups: 4, attention_heads: 2 };
+    cfg.train.batch_size = 4;
+    cfg.train.steps = 4;
+    cfg.train.warmup_steps = 2;
+    cfg.train.checkpoint_every = 2;
+    cfg
+}
+
+fn tiny_data() -> (Vec<Vec<f32>>, Vec<usize>) {
+    let mut rng = NoiseSource::new(5);
+    let images = (0..12).map(|_| rng.normal(PIXELS).iter().map(|v| v.clamp(-1.0, 1.0)).collect()).collect();
+    (images, (0..12).map(|k| k % 10).collect())
+}
+
+fn fresh_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ddpm-train-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// The online and EMA networks' outputs on a fixed batch: equal outputs mean equal weights here.
+fn outputs(trainer: &Trainer) -> (Vec<f32>, Vec<f32>) {
+    let device = Device::flex();
+    let x = NoiseSource::new(9).tensor([3, 1, 28, 28], &device);
+    let run = |model: &UNet| -> Vec<f32> {
+        let x = x.clone();
+        let t = Tensor::<1>::from_data(TensorData::new(vec![1.0f32, 400.0, 1000.0], [3]), &device);
+        let c = Tensor::<1, Int>::from_data(TensorData::new(vec![3i64, 7, NULL_CLASS as i64], [3]), &device);
+        model.forward(x, t, c).into_data().try_to_vec().unwrap()
+    };
+    (run(&trainer.model.valid()), run(&trainer.ema))
+}
+
+#[test]
+fn a_resumed_run_equals_an_unbroken_one() {
+    let cfg = tiny_config();
+    let (images, labels) = tiny_data();
+
+    let whole_dir = fresh_dir("whole");
+    let mut whole = Trainer::open(cfg.clone(), whole_dir.clone(), Device::flex()).unwrap();
+    let whole_losses: Vec<f64> = (0..4).map(|_| whole.step(&images, &labels)).collect();
+
+    let split_dir = fresh_dir("split");
+    let mut first = Trainer::open(cfg.clone(), split_dir.clone(), Device::flex()).unwrap();
+    let mut split_losses: Vec<f64> = (0..2).map(|_| first.step(&images, &labels)).collect();
+    first.checkpoint().unwrap();
+    drop(first);
+    let mut resumed = Trainer::open(cfg.clone(), split_dir.clone(), Device::flex()).unwrap();
+    assert_eq!(resumed.state.step, 2, "resumes at the checkpointed step");
+    split_losses.extend((0..2).map(|_| resumed.step(&images, &labels)));
+
+    assert_eq!(split_losses, whole_losses, "same batches, noise and optimiser state after the resume");
+    assert!(whole_losses.iter().all(|l| l.is_finite() && *l > 0.0));
+    let (online, ema) = outputs(&resumed);
+    let (online_whole, ema_whole) = outputs(&whole);
+    assert_eq!(online, online_whole, "online weights differ after the resume");
+    assert_eq!(ema, ema_whole, "EMA weights differ after the resume");
+    // The steps did train: the weights moved from their seeded initialisation.
+    let init = Trainer::open(cfg, fresh_dir("init"), Device::flex()).unwrap();
+    assert_ne!(outputs(&init).0, online_whole);
+    for dir in [whole_dir, split_dir] {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+#[test]
+fn a_run_directory_refuses_other_settings() {
+    let cfg = tiny_config();
+    let (images, labels) = tiny_data();
+    let dir = fresh_dir("settings");
+    let mut trainer = Trainer::open(cfg.clone(), dir.clone(), Device::flex()).unwrap();
+    trainer.step(&images, &labels);
+    trainer.checkpoint().unwrap();
+    drop(trainer);
+
+    // More planned steps change the learning-rate decay of every step already taken.
+    let mut longer = cfg.clone();
+    longer.train.steps = 8;
+    let err = Trainer::open(longer, dir.clone(), Device::flex()).err().expect("other step count refused");
+    assert!(err.contains("training settings") && err.contains("4 steps planned there, 8 asked"), "{err}");
+    let mut reseeded = cfg.clone();
+    reseeded.seed += 1;
+    assert!(Trainer::open(reseeded, dir.clone(), Device::flex()).is_err(), "other seed refused");
+    // The run's own settings resume it.
+    assert_eq!(Trainer::open(cfg, dir.clone(), Device::flex()).unwrap().state.step, 1);
+    let _ = std::fs::remove_dir_all(dir);
+}
