@@ -163,6 +163,39 @@ pub fn unconditional_samples(
     values
 }
 
+/// `count` samples of the model's label marginal: the conditional network without guidance,
+/// `count / 10` per digit (p(c) uniform, as in the data to within 2%). A diagnostic beside the
+/// null-class samples: it tells the conditional network's distribution from the unconditional one's.
+pub fn class_marginal_samples(
+    model: &UNet,
+    cfg: &DdpmConfig,
+    method: Method,
+    count: usize,
+    batch: usize,
+    cache: &ChunkCache,
+    device: &Device,
+    mut progress: impl FnMut(&str),
+) -> Vec<f32> {
+    let tag = method_tag(method);
+    let per_digit = count / 10;
+    let mut values = Vec::with_capacity(per_digit * 10 * PIXELS);
+    for digit in 0..10 {
+        let mut done = 0;
+        while done < per_digit {
+            let n = batch.min(per_digit - done);
+            let chunk: Vec<f32> = cache.get_or(&format!("marginal-{tag}-d{digit}-o{done}-n{n}"), || {
+                let seed = 5_000_000 + 1000 * digit as u64 + done as u64;
+                let settings = SampleSettings { digit: Some(digit), guidance: 0.0, method, seed, count: n, clip_x0: true };
+                generate(model, cfg, settings, device)
+            });
+            values.extend(chunk);
+            done += n;
+            progress(&format!("label-marginal {tag}: digit {digit}, {done}/{per_digit}"));
+        }
+    }
+    values
+}
+
 /// The full variational bound (all T terms + L_T) for one image, in bits/dim, with the
 /// unconditional model (null class), once for each reverse variance in `variances`. The variance
 /// changes only the KL, not the noise or ε_θ, so one set of model calls serves them all.

@@ -7,7 +7,9 @@
 //! 2. conditional accuracy: `--per-digit` samples per digit at the default guidance, with DDIM
 //!    (50 steps, eta 0) and DDPM (1000 steps), labelled by the classifier;
 //! 3. Fréchet distance (classifier features) between `--fd-samples` unconditional samples
-//!    (DDIM 50) and the held-out digits, beside real-vs-real and noise-vs-real calibrations;
+//!    (null class, DDIM 50) and the held-out digits, beside real-vs-real and noise-vs-real
+//!    calibrations, and as a diagnostic the same for the label marginal (conditional network,
+//!    no guidance, equal counts per digit);
 //! 4. the NLL bound in bits/dim (all T terms) on `--nll-digits` held-out digits, with the sampler's
 //!    reverse variance sigma^2 = beta and (`nll-beta-tilde`) with sigma^2 = beta_tilde.
 //! Finished chunks are cached under .cache/eval/<weights sha>/, so an interrupted run resumes.
@@ -117,18 +119,27 @@ fn run() -> Result<(), String> {
         let mut rng = NoiseSource::new(4_000_000);
         let noise: Vec<f32> = rng.normal(held_out.len() * PIXELS).iter().map(|v| v.clamp(-1.0, 1.0)).collect();
         let (_, f_noise) = classify(&classifier, &noise, &device);
+        let marginal = class_marginal_samples(&model, &cfg, method, fd_samples, batch, &cache, &device, progress);
+        eprintln!();
+        let (_, f_marginal) = classify(&classifier, &marginal, &device);
         let fd = frechet_distance_of(&f_samples, &f_held);
         let real = frechet_distance_of(&f_train, &f_held);
         let noise_fd = frechet_distance_of(&f_noise, &f_held);
+        let marginal_fd = frechet_distance_of(&f_marginal, &f_held);
         println!(
-            "Fréchet distance (classifier features): samples {fd:.3}, real-vs-real {real:.3} (ratio {:.2}), noise {noise_fd:.1} [{:.0} s]",
+            "Fréchet distance (classifier features): unconditional samples {fd:.3}, real-vs-real {real:.3} (ratio {:.2}), noise {noise_fd:.1}; \
+             diagnostic, label-marginal samples (conditional network, no guidance) {marginal_fd:.3} (ratio {:.2}) [{:.0} s]",
             fd / real,
+            marginal_fd / real,
             start.elapsed().as_secs_f64()
         );
         metrics.insert(
             "frechet_distance".into(),
             json!({"samples": fd, "real_vs_real": real, "noise_vs_real": noise_fd, "ratio_to_real": fd / real,
-                   "sample_count": fd_samples, "sampler": method_tag(method), "real_vs_real_reference": "1000 training digits (every 9th, all labels) vs the 1000 held-out", "command": command(format!("--only fd --fd-samples {fd_samples}"))}),
+                   "sample_count": fd_samples, "sampler": method_tag(method), "real_vs_real_reference": "1000 training digits (every 9th, all labels) vs the 1000 held-out",
+                   "label_marginal_diagnostic": {"samples": marginal_fd, "ratio_to_real": marginal_fd / real,
+                       "what": "the conditional network without guidance, 1/10 of the samples per digit; not the target's unconditional samples"},
+                   "command": command(format!("--only fd --fd-samples {fd_samples}"))}),
         );
     }
     // The bound as the sampler defines the model (sigma^2 = beta), and with sigma^2 = beta_tilde for
