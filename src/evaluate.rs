@@ -148,19 +148,10 @@ pub fn unconditional_samples(
     mut progress: impl FnMut(&str),
 ) -> Vec<f32> {
     let tag = method_tag(method);
-    let mut values = Vec::with_capacity(count * PIXELS);
-    let mut done = 0;
-    while done < count {
-        let n = batch.min(count - done);
-        let chunk: Vec<f32> = cache.get_or(&format!("uncond-{tag}-o{done}-n{n}"), || {
-            let settings = SampleSettings { digit: None, guidance: 0.0, method, seed: 2_000_000 + done as u64, count: n, clip_x0: true };
-            generate(model, cfg, settings, device)
-        });
-        values.extend(chunk);
-        done += n;
-        progress(&format!("unconditional {tag}: {done}/{count}"));
-    }
-    values
+    cached_samples(&format!("uncond-{tag}"), count, batch, cache, &mut progress, |done, n| {
+        let settings = SampleSettings { digit: None, guidance: 0.0, method, seed: 2_000_000 + done as u64, count: n, clip_x0: true };
+        generate(model, cfg, settings, device)
+    })
 }
 
 /// `count` samples of the model's label marginal: the conditional network without guidance,
@@ -177,21 +168,34 @@ pub fn class_marginal_samples(
     mut progress: impl FnMut(&str),
 ) -> Vec<f32> {
     let tag = method_tag(method);
-    let per_digit = count / 10;
-    let mut values = Vec::with_capacity(per_digit * 10 * PIXELS);
-    for digit in 0..10 {
-        let mut done = 0;
-        while done < per_digit {
-            let n = batch.min(per_digit - done);
-            let chunk: Vec<f32> = cache.get_or(&format!("marginal-{tag}-d{digit}-o{done}-n{n}"), || {
+    (0..10)
+        .flat_map(|digit| {
+            cached_samples(&format!("marginal-{tag}-d{digit}"), count / 10, batch, cache, &mut progress, |done, n| {
                 let seed = 5_000_000 + 1000 * digit as u64 + done as u64;
                 let settings = SampleSettings { digit: Some(digit), guidance: 0.0, method, seed, count: n, clip_x0: true };
                 generate(model, cfg, settings, device)
-            });
-            values.extend(chunk);
-            done += n;
-            progress(&format!("label-marginal {tag}: digit {digit}, {done}/{per_digit}"));
-        }
+            })
+        })
+        .collect()
+}
+
+/// `count` samples in chunks of `batch`, each chunk made by `make(done, n)` and cached under
+/// `{key}-o{done}-n{n}`.
+fn cached_samples(
+    key: &str,
+    count: usize,
+    batch: usize,
+    cache: &ChunkCache,
+    progress: &mut impl FnMut(&str),
+    make: impl Fn(usize, usize) -> Vec<f32>,
+) -> Vec<f32> {
+    let mut values = Vec::with_capacity(count * PIXELS);
+    let mut done = 0;
+    while done < count {
+        let n = batch.min(count - done);
+        values.extend(cache.get_or::<Vec<f32>>(&format!("{key}-o{done}-n{n}"), || make(done, n)));
+        done += n;
+        progress(&format!("{key}: {done}/{count}"));
     }
     values
 }
