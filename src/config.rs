@@ -43,7 +43,7 @@ impl Default for DdpmConfig {
             seed: 42,
             train: TrainConfig {
                 batch_size: 64,
-                steps: 3500,
+                steps: 12000,
                 learning_rate: 1e-3,
                 warmup_steps: 200,
                 ema_decay: 0.999,
