@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Sampling benchmark: native (Burn flex) and in headless Chromium (CPU in wasm and WebGPU), the
-# served build's sizes, and the CPU-path ratio. Prints figures; asserts nothing.
+# Sampling benchmark: native (Burn flex) and in headless Chromium (the CPU pool in wasm and WebGPU,
+# in workers), the served build's sizes, the pool's scaling, the CPU-path ratio, the longest
+# main-thread task and the explainer's sweep time. Prints figures; asserts nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -9,9 +10,6 @@ echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d
 mkdir -p .cache
 cargo run --release --locked --bin bench -- --steps "${BENCH_STEPS:-20}" | tee .cache/bench-native.txt
 export NATIVE_MS_16="$(awk '/grid 16:/ {print $(NF-1)}' .cache/bench-native.txt)"
-# The same on one thread: the wasm build is single-threaded, so this separates threads from the rest.
-RAYON_NUM_THREADS=1 cargo run --release --locked --bin bench -- --steps "${BENCH_STEPS:-20}" | tee .cache/bench-native-1thread.txt
-export NATIVE_1THREAD_MS_16="$(awk '/grid 16:/ {print $(NF-1)}' .cache/bench-native-1thread.txt)"
 trunk build --locked
 echo "== served build: wasm $(stat -c %s dist/ddpm-web_bg.wasm) bytes, $(gzip -9 -c dist/ddpm-web_bg.wasm | wc -c) gzipped; weights $(du -cb dist/weights/*.bpk | tail -1 | cut -f1) bytes =="
 (cd tests/e2e && npm ci --no-audit --no-fund --silent)

@@ -31,6 +31,17 @@ pub struct TrainConfig {
     /// Probability of replacing a label with the null class (classifier-free guidance training).
     pub label_dropout: f64,
     pub checkpoint_every: usize,
+    /// Start from these weights instead of a seeded initialisation (fine-tuning); `None` trains
+    /// from scratch. Part of the settings, so a fine-tune run refuses to resume from other weights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<InitWeights>,
+}
+
+/// Weights a fine-tune starts from, named by file and pinned by checksum.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InitWeights {
+    pub file: String,
+    pub sha256: String,
 }
 
 impl Default for DdpmConfig {
@@ -49,6 +60,7 @@ impl Default for DdpmConfig {
                 ema_decay: 0.999,
                 label_dropout: 0.1,
                 checkpoint_every: 250,
+                init: None,
             },
             guidance: 2.0,
         }

@@ -25,7 +25,7 @@ pub struct Digit {
 impl Digit {
     /// Model space: level / 127.5 - 1, in [-1, 1].
     pub fn to_model_space(&self) -> Vec<f32> {
-        self.pixels.iter().map(|&p| p as f32 / 127.5 - 1.0).collect()
+        crate::image::from_pixels(&self.pixels)
     }
 }
 

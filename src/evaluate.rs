@@ -13,7 +13,7 @@ use crate::data::Digit;
 use crate::elbo::{TermBatch, bits_per_dim, prior_kl};
 use crate::model::{IMAGE_SIZE, NULL_CLASS, PIXELS, UNet};
 use crate::noise::NoiseSource;
-use crate::sampling::{Method, SampleSettings, Sampler};
+use crate::sampling::{ClassChoice, Method, SampleSettings, Sampler};
 use crate::schedule::VarianceKind;
 
 /// Caches finished chunks as JSON files under one directory (keyed by the weights' checksum).
@@ -88,6 +88,21 @@ pub fn classify(classifier: &Classifier, values: &[f32], device: &Device) -> (Ve
     (labels, features)
 }
 
+/// The classifier's top probability for each image: how surely it reads a digit there.
+pub fn top_confidences(classifier: &Classifier, values: &[f32], device: &Device) -> Vec<f32> {
+    let mut out = Vec::new();
+    for chunk in values.chunks(500 * PIXELS) {
+        let p: Vec<f32> = classifier.probabilities(images(chunk, device)).max_dim(1).into_data().try_to_vec().unwrap();
+        out.extend(p);
+    }
+    out
+}
+
+/// The share of `confidences` at or above `threshold`.
+pub fn share_at_least(confidences: &[f32], threshold: f32) -> f64 {
+    confidences.iter().filter(|&&c| c >= threshold).count() as f64 / confidences.len().max(1) as f64
+}
+
 /// Fraction of samples of each digit that the classifier labels as that digit.
 pub fn conditional_accuracy(
     model: &UNet,
@@ -107,14 +122,15 @@ pub fn conditional_accuracy(
         let mut done = 0usize;
         while done < per_digit {
             let count = batch.min(per_digit - done);
-            let key = format!("acc-{tag}-d{digit}-o{done}-n{count}");
+            let key = format!("acc-cells-{tag}-d{digit}-o{done}-n{count}");
             let chunk_hits: usize = cache.get_or(&key, || {
                 let settings = SampleSettings {
-                    digit: Some(digit),
+                    class: ClassChoice::Digit(digit),
                     guidance: cfg.guidance,
                     method,
-                    seed: 1_000_000 + 1000 * digit as u64 + done as u64,
+                    seed: 1_000_000 + 1000 * digit as u64,
                     count,
+                    first_cell: done,
                     clip_x0: true,
                 };
                 let values = generate(model, cfg, settings, device);
@@ -148,8 +164,8 @@ pub fn unconditional_samples(
     mut progress: impl FnMut(&str),
 ) -> Vec<f32> {
     let tag = method_tag(method);
-    cached_samples(&format!("uncond-{tag}"), count, batch, cache, &mut progress, |done, n| {
-        let settings = SampleSettings { digit: None, guidance: 0.0, method, seed: 2_000_000 + done as u64, count: n, clip_x0: true };
+    cached_samples(&format!("uncond-cells-{tag}"), count, batch, cache, &mut progress, |done, n| {
+        let settings = SampleSettings { class: ClassChoice::Unconditional, guidance: 0.0, method, seed: 2_000_000, count: n, first_cell: done, clip_x0: true };
         generate(model, cfg, settings, device)
     })
 }
@@ -170,13 +186,45 @@ pub fn class_marginal_samples(
     let tag = method_tag(method);
     (0..10)
         .flat_map(|digit| {
-            cached_samples(&format!("marginal-{tag}-d{digit}"), count / 10, batch, cache, &mut progress, |done, n| {
-                let seed = 5_000_000 + 1000 * digit as u64 + done as u64;
-                let settings = SampleSettings { digit: Some(digit), guidance: 0.0, method, seed, count: n, clip_x0: true };
+            cached_samples(&format!("marginal-cells-{tag}-d{digit}"), count / 10, batch, cache, &mut progress, |done, n| {
+                let seed = 5_000_000 + 1000 * digit as u64;
+                let settings = SampleSettings { class: ClassChoice::Digit(digit), guidance: 0.0, method, seed, count: n, first_cell: done, clip_x0: true };
                 generate(model, cfg, settings, device)
             })
         })
         .collect()
+}
+
+/// `count` samples of the page's default run: any digit (a label per image from its own stream),
+/// guided with the configured weight. Also returns the label each image was drawn for.
+pub fn default_mode_samples(
+    model: &UNet,
+    cfg: &DdpmConfig,
+    method: Method,
+    count: usize,
+    batch: usize,
+    cache: &ChunkCache,
+    device: &Device,
+    mut progress: impl FnMut(&str),
+) -> (Vec<f32>, Vec<usize>) {
+    let tag = method_tag(method);
+    let settings = |done: usize, n: usize| SampleSettings {
+        class: ClassChoice::AnyDigit,
+        guidance: cfg.guidance,
+        method,
+        seed: 3_000_000,
+        count: n,
+        first_cell: done,
+        clip_x0: true,
+    };
+    let values = cached_samples(&format!("any-w{}-{tag}", cfg.guidance), count, batch, cache, &mut progress, |done, n| {
+        generate(model, cfg, settings(done, n), device)
+    });
+    // The labels come from the streams alone (no model call), so they are recomputed, not cached.
+    let labels = (0..count).step_by(batch.max(1)).flat_map(|done| {
+        Sampler::new(settings(done, batch.min(count - done)), &cfg.schedule(), device).labels().to_vec()
+    });
+    (values, labels.collect())
 }
 
 /// `count` samples in chunks of `batch`, each chunk made by `make(done, n)` and cached under

@@ -156,7 +156,7 @@ pub struct ExampleDigit {
 impl ExampleDigit {
     /// Model space: level / 127.5 - 1, in [-1, 1] (as the training data).
     pub fn to_model_space(&self) -> Vec<f32> {
-        self.levels.iter().map(|&p| p as f32 / 127.5 - 1.0).collect()
+        crate::image::from_pixels(&self.levels)
     }
 }
 
@@ -172,4 +172,77 @@ pub fn parse_example_digits(json: &str) -> Result<Vec<ExampleDigit>, String> {
         }
     }
     Ok(digits)
+}
+
+/// A finished ELBO sweep for one image and one noise draw, in bits/dim: what section 2 prints.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ElboSummary {
+    /// L_T + every L_{t-1} + L_0.
+    pub total_bits: f64,
+    pub prior_bits: f64,
+    pub decoder_bits: f64,
+    /// Sum of L_{t-1} for t > 1.
+    pub diffusion_bits: f64,
+    /// L_simple: the mean of ||eps - eps_theta||^2 per pixel over t.
+    pub simple: f64,
+}
+
+/// The sweep's terms (index 0 is L_0, index t-1 is L_{t-1}) and prior in nats per image, summed
+/// into bits/dim.
+pub fn elbo_summary(term_nats: &[f64], prior_nats: f64, simple: &[f64]) -> ElboSummary {
+    let bits: Vec<f64> = term_nats.iter().map(|n| crate::elbo::bits_per_dim(*n, PIXELS)).collect();
+    let prior_bits = crate::elbo::bits_per_dim(prior_nats, PIXELS);
+    let sum: f64 = bits.iter().sum();
+    ElboSummary {
+        total_bits: sum + prior_bits,
+        prior_bits,
+        decoder_bits: bits.first().copied().unwrap_or(f64::NAN),
+        diffusion_bits: sum - bits.first().copied().unwrap_or(0.0),
+        simple: simple.iter().sum::<f64>() / simple.len().max(1) as f64,
+    }
+}
+
+/// Partial sums s_k = v_0 + ... + v_k.
+pub fn running_sum(values: &[f64]) -> Vec<f64> {
+    values.iter().scan(0.0, |sum, v| {
+        *sum += v;
+        Some(*sum)
+    }).collect()
+}
+
+/// The ELBO's weight lambda_t on the noise error at each t (NaN at t = 1, where the term is the
+/// decoder), and that weight times the error per pixel in bits: lambda_t ||eps - eps_theta||^2
+/// is nats per image, so per pixel and in bits it is lambda_t * simple_t / ln 2.
+pub fn elbo_weighting(s: &NoiseSchedule, variance: VarianceKind, simple: &[f64]) -> (Vec<f64>, Vec<f64>) {
+    let lambda: Vec<f64> = (0..simple.len()).map(|i| if i == 0 { f64::NAN } else { loss_weights(s, variance, i)[0] }).collect();
+    let weighted = lambda.iter().zip(simple).map(|(l, e)| l * e / std::f64::consts::LN_2).collect();
+    (lambda, weighted)
+}
+
+/// Up to `points` timestep indices spread evenly in log t over 1..=T: the small-t end, where
+/// Tweedie's estimate is sharp, is resolved.
+pub fn log_spaced_indices(total: usize, points: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..points)
+        .map(|k| ((total as f64).powf(k as f64 / (points.max(2) - 1) as f64).round() as usize).clamp(1, total) - 1)
+        .collect();
+    idx.dedup();
+    idx
+}
+
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| (x - y).abs() as f64).fold(0.0, f64::max)
+}
+
+pub fn rmse(a: &[f32], b: &[f32]) -> f64 {
+    (a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum::<f64>() / a.len().max(1) as f64).sqrt()
+}
+
+pub fn l2_distance(a: &[f32], b: &[f32]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum::<f64>().sqrt()
+}
+
+/// Signed values scaled into [-1, 1] for display, and the scale (their largest magnitude).
+pub fn signed_for_display(values: &[f32]) -> (Vec<f32>, f32) {
+    let peak = values.iter().fold(1e-12f32, |m, v| m.max(v.abs()));
+    (values.iter().map(|v| v / peak).collect(), peak)
 }

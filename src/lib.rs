@@ -3,17 +3,21 @@
 //!
 //! Data flows one way: `schedule` (host maths) -> `diffusion`/`elbo` (tensor maths) ->
 //! `model` (the U-Net) -> `sampling` (reverse loop) -> `weights` (shipped files) -> `web`
-//! (browser only) / `train` (native only).
+//! (browser workers only) / `train` (native only). `controls` (every control's rule, defined
+//! once) and `protocol` (the typed page <-> worker messages) are platform-free and tested natively.
 
 pub mod classifier;
 pub mod config;
+pub mod controls;
 pub mod diffusion;
 pub mod elbo;
 pub mod explain;
+pub mod image;
 pub mod metrics;
 pub mod model;
 pub mod noise;
 pub mod plot;
+pub mod protocol;
 pub mod sampling;
 pub mod schedule;
 pub mod toy;

@@ -16,6 +16,13 @@ impl NoiseSource {
         Self { rng: ChaCha8Rng::seed_from_u64(seed) }
     }
 
+    /// The stream of cell `cell` of a run seeded with `seed`. Each image of a grid has its own
+    /// stream, so image i depends only on (seed, i): not on the grid size, on how the grid is
+    /// split across workers, or on the backend.
+    pub fn for_cell(seed: u64, cell: usize) -> Self {
+        Self::new(splitmix64(seed ^ splitmix64(cell as u64 ^ 0x6365_6C6C)))
+    }
+
     /// `count` draws from N(0, 1).
     pub fn normal(&mut self, count: usize) -> Vec<f32> {
         (0..count).map(|_| self.rng.sample(StandardNormal)).collect()
@@ -36,4 +43,13 @@ impl NoiseSource {
     pub fn uniform(&mut self) -> f64 {
         self.rng.random()
     }
+}
+
+/// SplitMix64's finaliser (Steele et al. 2014): a bijective mix, so distinct (seed, cell) pairs
+/// give unrelated ChaCha8 seeds.
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }

@@ -127,7 +127,7 @@ pub struct Frame {
 
 impl Frame {
     pub fn inside(width: f64, height: f64) -> Self {
-        Self { left: 58.0, top: 26.0, width: (width - 58.0 - 12.0).max(10.0), height: (height - 26.0 - 44.0).max(10.0) }
+        Self { left: 58.0, top: 26.0, width: (width - 58.0 - 12.0).max(10.0), height: (height - 26.0 - 62.0).max(10.0) }
     }
 }
 

@@ -6,7 +6,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::diffusion::{ddim_step, ddpm_step, guided_eps};
-use crate::model::{IMAGE_CHANNELS, IMAGE_SIZE, NULL_CLASS, UNet};
+use crate::model::{IMAGE_CHANNELS, IMAGE_SIZE, NULL_CLASS, NUM_DIGITS, PIXELS, UNet};
 use crate::noise::NoiseSource;
 use crate::schedule::{NoiseSchedule, VarianceKind};
 
@@ -19,18 +19,40 @@ pub enum Method {
     Ddim { steps: usize, eta: f64 },
 }
 
+/// Which class the images are drawn from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "digit", rename_all = "snake_case")]
+pub enum ClassChoice {
+    /// Every cell draws its own digit from its stream and is guided towards it.
+    AnyDigit,
+    /// The same digit in every cell, guided towards it.
+    Digit(usize),
+    /// The null class: the unconditional model that guidance pushes away from (no guidance).
+    Unconditional,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SampleSettings {
-    /// The digit to draw, or `None` for unconditional samples.
-    pub digit: Option<usize>,
-    /// Classifier-free guidance weight w; ignored when `digit` is `None`.
+    pub class: ClassChoice,
+    /// Classifier-free guidance weight w; not used for [`ClassChoice::Unconditional`].
     pub guidance: f64,
     pub method: Method,
     pub seed: u64,
     /// Number of images drawn at once.
     pub count: usize,
+    /// The grid index of the first image drawn here: a grid split across workers gives each part
+    /// its own `first_cell`, and every image still comes from its own stream (seed, cell).
+    #[serde(default)]
+    pub first_cell: usize,
     /// Clip the predicted x_0 to [-1, 1] inside each step.
     pub clip_x0: bool,
+}
+
+impl SampleSettings {
+    /// Whether a step runs the guided (conditional + unconditional) pair of passes.
+    pub fn guided(&self) -> bool {
+        self.class != ClassChoice::Unconditional && self.guidance != 0.0
+    }
 }
 
 /// What one reverse step produced.
@@ -54,33 +76,47 @@ pub struct Sampler {
     timesteps: Vec<usize>,
     position: usize,
     x: Tensor<4>,
-    noise: NoiseSource,
+    /// One stream per image: its label (for any digit), x_T, then each step's z.
+    streams: Vec<NoiseSource>,
+    /// The label each image is conditioned on (the null class for unconditional sampling).
+    labels: Vec<usize>,
     classes: Tensor<1, Int>,
-    guided: bool,
 }
 
 impl Sampler {
-    /// Starts a run: draws x_T ~ N(0, I) from the seed (Algorithm 2, line 1).
+    /// Starts a run: draws each image's label and x_T ~ N(0, I) from its own stream
+    /// (Algorithm 2, line 1).
     pub fn new(settings: SampleSettings, schedule: &NoiseSchedule, device: &Device) -> Self {
         let n = settings.count;
         let timesteps = match settings.method {
             Method::Ddpm { .. } => (0..schedule.timesteps()).rev().collect(),
             Method::Ddim { steps, .. } => schedule.ddim_timesteps(steps),
         };
-        let mut noise = NoiseSource::new(settings.seed);
-        let x = noise.tensor([n, IMAGE_CHANNELS, IMAGE_SIZE, IMAGE_SIZE], device);
-        let guided = settings.digit.is_some() && settings.guidance != 0.0;
-        let class = settings.digit.unwrap_or(NULL_CLASS) as i64;
-        let mut labels = vec![class; n];
-        if guided {
-            labels.extend(std::iter::repeat_n(NULL_CLASS as i64, n));
+        let mut streams: Vec<NoiseSource> =
+            (0..n).map(|i| NoiseSource::for_cell(settings.seed, settings.first_cell + i)).collect();
+        // The label is always drawn first, so x_T is the same whichever class is chosen.
+        let drawn: Vec<usize> = streams.iter_mut().map(|s| s.index(0..NUM_DIGITS)).collect();
+        let labels = match settings.class {
+            ClassChoice::AnyDigit => drawn,
+            ClassChoice::Digit(d) => vec![d; n],
+            ClassChoice::Unconditional => vec![NULL_CLASS; n],
+        };
+        let x = cell_noise(&mut streams, device);
+        let mut classes: Vec<i64> = labels.iter().map(|&l| l as i64).collect();
+        if settings.guided() {
+            classes.extend(std::iter::repeat_n(NULL_CLASS as i64, n));
         }
-        let classes = Tensor::from_data(TensorData::new(labels.clone(), [labels.len()]), device);
-        Self { settings, schedule: schedule.clone(), timesteps, position: 0, x, noise, classes, guided }
+        let classes = Tensor::from_data(TensorData::new(classes.clone(), [classes.len()]), device);
+        Self { settings, schedule: schedule.clone(), timesteps, position: 0, x, streams, labels, classes }
     }
 
     pub fn settings(&self) -> &SampleSettings {
         &self.settings
+    }
+
+    /// The label each image is conditioned on (`NULL_CLASS` for unconditional sampling).
+    pub fn labels(&self) -> &[usize] {
+        &self.labels
     }
 
     pub fn total_steps(&self) -> usize {
@@ -104,12 +140,13 @@ impl Sampler {
     /// conditional and unconditional halves in one batch.
     fn predict_eps(&self, model: &UNet, i: usize) -> Tensor<4> {
         let n = self.settings.count;
-        let batch = if self.guided { 2 * n } else { n };
+        let guided = self.settings.guided();
+        let batch = if guided { 2 * n } else { n };
         let device = self.x.device();
         let t = Tensor::<1>::full([batch], (i + 1) as f32, &device);
-        let input = if self.guided { Tensor::cat(vec![self.x.clone(), self.x.clone()], 0) } else { self.x.clone() };
+        let input = if guided { Tensor::cat(vec![self.x.clone(), self.x.clone()], 0) } else { self.x.clone() };
         let eps = model.forward(input, t, self.classes.clone());
-        if self.guided {
+        if guided {
             let cond = eps.clone().narrow(0, 0, n);
             let uncond = eps.narrow(0, n, n);
             guided_eps(cond, uncond, self.settings.guidance)
@@ -122,16 +159,15 @@ impl Sampler {
     pub fn step(&mut self, model: &UNet) -> Option<Step> {
         let &i = self.timesteps.get(self.position)?;
         let eps = self.predict_eps(model, i);
-        let shape = self.x.dims();
         let device = self.x.device();
         let out = match self.settings.method {
             Method::Ddpm { variance } => {
-                let z = (i > 0).then(|| self.noise.tensor(shape, &device));
+                let z = (i > 0).then(|| cell_noise(&mut self.streams, &device));
                 ddpm_step(&self.schedule, self.x.clone(), i, eps.clone(), variance, self.settings.clip_x0, z)
             }
             Method::Ddim { eta, .. } => {
                 let i_prev = self.timesteps.get(self.position + 1).copied();
-                let z = (eta > 0.0 && i_prev.is_some()).then(|| self.noise.tensor(shape, &device));
+                let z = (eta > 0.0 && i_prev.is_some()).then(|| cell_noise(&mut self.streams, &device));
                 ddim_step(&self.schedule, self.x.clone(), i, i_prev, eps.clone(), eta, self.settings.clip_x0, z)
             }
         };
@@ -148,7 +184,10 @@ impl Sampler {
     }
 }
 
-/// Map model-space values in [-1, 1] to 8-bit grey levels (clamped).
-pub fn to_pixels(values: &[f32]) -> Vec<u8> {
-    values.iter().map(|v| ((v.clamp(-1.0, 1.0) + 1.0) * 127.5).round() as u8).collect()
+/// One image of N(0, I) noise from each stream, stacked as [n, 1, 28, 28].
+fn cell_noise(streams: &mut [NoiseSource], device: &Device) -> Tensor<4> {
+    let values: Vec<f32> = streams.iter_mut().flat_map(|s| s.normal(PIXELS)).collect();
+    Tensor::from_data(TensorData::new(values, [streams.len(), IMAGE_CHANNELS, IMAGE_SIZE, IMAGE_SIZE]), device)
 }
+
+pub use crate::image::to_pixels;

@@ -157,3 +157,45 @@ mod tests {
         assert!((mc[0] - exact[0]).abs() < 0.05 && (mc[1] - exact[1]).abs() < 0.05, "MC {mc:?} vs {exact:?} ({n} samples)");
     }
 }
+
+/// The explainer's view of the plane: a square [-EXTENT, EXTENT]^2.
+pub const EXTENT: f64 = 2.5;
+/// Arrows per side of the score-field grid.
+pub const FIELD_GRID: usize = 15;
+
+/// Centre of cell (gx, gy) of the `FIELD_GRID` x `FIELD_GRID` arrow grid.
+pub fn field_point(gx: usize, gy: usize) -> [f64; 2] {
+    let step = 2.0 * EXTENT / FIELD_GRID as f64;
+    [-EXTENT + (gx as f64 + 0.5) * step, -EXTENT + (gy as f64 + 0.5) * step]
+}
+
+impl Mixture2d {
+    /// q_t's density on a `size` x `size` raster (row 0 at the top, y up), as RGBA shading:
+    /// white where q_t vanishes, blue where it peaks.
+    pub fn density_rgba(&self, a: f64, size: usize) -> Vec<u8> {
+        let density: Vec<f64> = (0..size * size)
+            .map(|k| {
+                let (px, py) = (k % size, k / size);
+                let x = [-EXTENT + (px as f64 + 0.5) / size as f64 * 2.0 * EXTENT, EXTENT - (py as f64 + 0.5) / size as f64 * 2.0 * EXTENT];
+                self.log_density(x, a).exp()
+            })
+            .collect();
+        let peak = density.iter().cloned().fold(1e-300, f64::max);
+        density.iter().flat_map(|d| {
+            let v = (255.0 - 120.0 * (d / peak).sqrt()) as u8;
+            [v, v, 255, 255]
+        }).collect()
+    }
+
+    /// Largest component-wise difference between the score from Tweedie's formula and the
+    /// closed-form score over the arrow grid.
+    pub fn tweedie_field_error(&self, a: f64) -> f64 {
+        (0..FIELD_GRID * FIELD_GRID)
+            .map(|k| field_point(k % FIELD_GRID, k / FIELD_GRID))
+            .map(|x| {
+                let (f, e) = (self.score_via_tweedie(x, a), self.score(x, a));
+                (f[0] - e[0]).abs().max((f[1] - e[1]).abs())
+            })
+            .fold(0.0, f64::max)
+    }
+}

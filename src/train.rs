@@ -22,7 +22,7 @@ use crate::data::Digit;
 use crate::diffusion::q_sample;
 use crate::model::{IMAGE_SIZE, NULL_CLASS, NUM_DIGITS, PIXELS, UNet};
 use crate::noise::NoiseSource;
-use crate::sampling::{Method, SampleSettings, Sampler, to_pixels};
+use crate::sampling::{ClassChoice, Method, SampleSettings, Sampler, to_pixels};
 use crate::schedule::NoiseSchedule;
 
 /// Learning rate at `step`: linear warm-up, then cosine decay to 10% at the last step.
@@ -180,6 +180,15 @@ impl Trainer {
             .with_grad_clipping(Some(GradientClippingConfig::Norm(1.0)))
             .init();
         let mut state = TrainState { step: 0, seconds: 0.0, config: cfg.clone() };
+        // The starting weights matter only for a fresh run; a resumed one has its checkpoint.
+        if let Some(init) = cfg.train.init.as_ref().filter(|_| !run.state().exists()) {
+            let bytes = std::fs::read(&init.file).map_err(|e| format!("{}: {e}", init.file))?;
+            if crate::weights::sha256_hex(&bytes) != init.sha256 {
+                return Err(format!("{} changed since the run was planned (SHA-256 differs)", init.file));
+            }
+            model = crate::weights::load_module(model, bytes).map_err(|e| format!("{}: {e}", init.file))?;
+            ema = model.valid();
+        }
         if run.state().exists() {
             let saved: TrainState = serde_json::from_str(&std::fs::read_to_string(run.state()).map_err(|e| e.to_string())?)
                 .map_err(|e| format!("{}: {e}", run.state().display()))?;
@@ -246,11 +255,12 @@ pub fn write_sample_grid(cfg: &DdpmConfig, model: &UNet, rows: usize, path: &Pat
     let mut columns = Vec::new();
     for digit in 0..NUM_DIGITS {
         let settings = SampleSettings {
-            digit: Some(digit),
+            class: ClassChoice::Digit(digit),
             guidance: cfg.guidance,
             method: Method::Ddim { steps: 25, eta: 0.0 },
             seed: cfg.seed + digit as u64,
             count: rows,
+            first_cell: 0,
             clip_x0: true,
         };
         let mut sampler = Sampler::new(settings, &schedule, device);

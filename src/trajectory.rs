@@ -1,9 +1,8 @@
-//! The kept trajectory of a sampling run as 8-bit grey frames, and the image layouts the pages
-//! draw and download (a grid of samples; a strip of frames over time). Host-side and platform
-//! free, so the layouts are tested natively; the browser only blits the RGBA these produce.
+//! The kept trajectory of a sampling run as 8-bit grey frames, for replay and the strip download
+//! (laid out by `crate::image`).
 
-use crate::model::{IMAGE_SIZE, PIXELS};
-use crate::sampling::to_pixels;
+use crate::image::{strip_rgba, to_pixels};
+use crate::model::PIXELS;
 
 /// One drawn step: what was shown for every sample, and what the classifier read in x_0.
 #[derive(Debug, Clone, PartialEq)]
@@ -71,76 +70,8 @@ impl Trajectory {
     /// The trajectory as one image: a row per sample, a column per chosen frame (time runs left
     /// to right), `gap` black pixels between tiles. Returns (width, height, RGBA).
     pub fn strip_rgba(&self, columns: usize, gap: usize) -> (usize, usize, Vec<u8>) {
-        let chosen = self.strip_indices(columns);
-        let tiles: Vec<&[u8]> = chosen.iter().map(|&i| self.frames[i].pixels.as_slice()).collect();
-        let (cols, rows) = (tiles.len(), self.count);
-        let w = cols * IMAGE_SIZE + cols.saturating_sub(1) * gap;
-        let h = rows * IMAGE_SIZE + rows.saturating_sub(1) * gap;
-        let mut rgba = vec![0u8; w * h * 4];
-        for (c, frame) in tiles.iter().enumerate() {
-            for r in 0..rows {
-                blit(&mut rgba, w, c * (IMAGE_SIZE + gap), r * (IMAGE_SIZE + gap), &frame[r * PIXELS..(r + 1) * PIXELS]);
-            }
-        }
-        for px in rgba.chunks_mut(4) {
-            px[3] = 255;
-        }
-        (w, h, rgba)
-    }
-}
-
-/// Columns and rows of the square-ish grid that shows `count` samples.
-pub fn grid_shape(count: usize) -> (usize, usize) {
-    let cols = (count as f64).sqrt().ceil() as usize;
-    (cols, count.div_ceil(cols.max(1)))
-}
-
-/// `count` grey 28x28 images (0-255, sample-major) tiled into the grid, as RGBA.
-pub fn grid_rgba_from_pixels(grey: &[u8], count: usize) -> (usize, usize, Vec<u8>) {
-    let (cols, rows) = grid_shape(count);
-    let (w, h) = (cols * IMAGE_SIZE, rows * IMAGE_SIZE);
-    let mut rgba = vec![0u8; w * h * 4];
-    for k in 0..count {
-        blit(&mut rgba, w, (k % cols) * IMAGE_SIZE, (k / cols) * IMAGE_SIZE, &grey[k * PIXELS..(k + 1) * PIXELS]);
-    }
-    for px in rgba.chunks_mut(4) {
-        px[3] = 255;
-    }
-    (w, h, rgba)
-}
-
-/// Model-space images ([count, 784] in [-1, 1]) tiled into the grid, as RGBA.
-pub fn grid_rgba(values: &[f32], count: usize) -> (usize, usize, Vec<u8>) {
-    grid_rgba_from_pixels(&to_pixels(values), count)
-}
-
-/// The inverse of the grid layout: the red channel of a grid image back to model space
-/// ([count, 784] in [-1, 1]). Errors when the image is not a grid of `count`.
-pub fn values_from_grid_rgba(rgba: &[u8], w: usize, h: usize, count: usize) -> Result<Vec<f32>, String> {
-    let (cols, rows) = grid_shape(count);
-    if w != cols * IMAGE_SIZE || h != rows * IMAGE_SIZE || rgba.len() != w * h * 4 {
-        return Err(format!("canvas is {w}x{h}, not a grid of {count} digits"));
-    }
-    let mut values = Vec::with_capacity(count * PIXELS);
-    for k in 0..count {
-        let (x0, y0) = ((k % cols) * IMAGE_SIZE, (k / cols) * IMAGE_SIZE);
-        for y in 0..IMAGE_SIZE {
-            for x in 0..IMAGE_SIZE {
-                values.push(rgba[((y0 + y) * w + x0 + x) * 4] as f32 / 127.5 - 1.0);
-            }
-        }
-    }
-    Ok(values)
-}
-
-/// Copy one 28x28 grey tile into an RGBA image of width `w` at (x0, y0).
-fn blit(rgba: &mut [u8], w: usize, x0: usize, y0: usize, grey: &[u8]) {
-    for y in 0..IMAGE_SIZE {
-        for x in 0..IMAGE_SIZE {
-            let v = grey[y * IMAGE_SIZE + x];
-            let o = ((y0 + y) * w + x0 + x) * 4;
-            rgba[o..o + 3].copy_from_slice(&[v, v, v]);
-        }
+        let chosen: Vec<&[u8]> = self.strip_indices(columns).iter().map(|&i| self.frames[i].pixels.as_slice()).collect();
+        strip_rgba(&chosen, self.count, gap)
     }
 }
 
@@ -184,17 +115,5 @@ mod tests {
             }
         }
         assert_eq!(at(28, 0), &[0, 0, 0, 255], "gaps are black");
-    }
-
-    #[test]
-    fn grid_round_trips_through_rgba() {
-        for count in [1, 4, 16, 64] {
-            let values: Vec<f32> = (0..count * PIXELS).map(|i| ((i * 37) % 256) as f32 / 127.5 - 1.0).collect();
-            let (w, h, rgba) = grid_rgba(&values, count);
-            let back = values_from_grid_rgba(&rgba, w, h, count).unwrap();
-            let worst = values.iter().zip(&back).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-            assert!(worst < 1.0 / 127.5, "grid of {count}: round trip off by {worst}");
-        }
-        assert!(values_from_grid_rgba(&[0; 56 * 28 * 4], 56, 28, 4).is_err());
     }
 }

@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use burn::tensor::{DType, Device, Tensor, TensorData};
+use burn::tensor::{DType, Tensor, TensorData};
 use ddpm_web::config::DdpmConfig;
 use ddpm_web::diffusion::{mean_from_eps, mean_from_score, mean_from_x0, q_posterior_mean, q_sample, score_from_eps};
 use ddpm_web::elbo::{normal_kl, sum_pixels};
@@ -16,24 +16,10 @@ use ddpm_web::explain::*;
 use ddpm_web::model::{NULL_CLASS, UNet};
 use ddpm_web::noise::NoiseSource;
 use ddpm_web::schedule::VarianceKind;
-use ddpm_web::weights::{MANIFEST, Manifest, UNET_FILE, load_unet};
 use serde::{Deserialize, Serialize};
 
-fn dev() -> Device {
-    Device::flex()
-}
-
-fn read(t: Tensor<1>) -> Vec<f32> {
-    t.into_data().try_to_vec::<f32>().unwrap()
-}
-
-fn read4(t: Tensor<4>) -> Vec<f32> {
-    t.into_data().try_to_vec::<f32>().unwrap()
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
-}
+mod common;
+use common::{dev, max_abs_diff, read, read as read4};
 
 fn image64(values: Vec<f32>) -> Tensor<4> {
     let values: Vec<f64> = values.into_iter().map(f64::from).collect();
@@ -156,9 +142,7 @@ const FIXTURE: &str = "tests/fixtures/explainer-elbo.json";
 
 #[test]
 fn shipped_weights_elbo_terms_match_the_browser_fixture() {
-    let manifest = Manifest::parse(&std::fs::read_to_string(Path::new("weights").join(MANIFEST)).unwrap()).unwrap();
-    let entry = manifest.file(UNET_FILE).unwrap();
-    let model = load_unet(&manifest.config, entry, std::fs::read(Path::new("weights").join(UNET_FILE)).unwrap(), &dev()).unwrap();
+    let (manifest, model, _) = common::shipped_models();
     let digits = parse_example_digits(&std::fs::read_to_string(Path::new("www").join(EXAMPLE_DIGITS_FILE)).unwrap()).unwrap();
     let (digit, seed) = (7usize, 2024u64);
     let indices: Vec<usize> = vec![0, 1, 2, 5, 10, 50, 100, 250, 500, 750, 900, 999];
@@ -179,4 +163,58 @@ fn shipped_weights_elbo_terms_match_the_browser_fixture() {
     assert!((now.prior_nats - fixture.prior_nats).abs() <= 1e-5 * fixture.prior_nats.abs());
     // Sanity: the decoder term is a -log likelihood over 784 pixels, the rest are KLs (>= 0).
     assert!(now.terms_nats.iter().all(|v| *v >= 0.0 && v.is_finite()));
+}
+
+/// The explainer's summaries against hand computations: the bound is the sum of its terms in
+/// bits/dim (nats / (784 ln 2)), the running sum ends at that sum, lambda_t times the error is
+/// what the KL's mean part pays, and the Tweedie timesteps are log-spaced and unique.
+#[test]
+fn elbo_summary_running_sum_and_weighting_are_the_sums_they_claim() {
+    let nats = vec![500.0, 20.0, 10.0, 1.0];
+    let simple = vec![0.5, 0.25, 0.1, 0.05];
+    let s = ddpm_web::explain::elbo_summary(&nats, 3.0, &simple);
+    let bits = |n: f64| n / (784.0 * std::f64::consts::LN_2);
+    assert!((s.total_bits - bits(534.0)).abs() < 1e-12);
+    assert!((s.decoder_bits - bits(500.0)).abs() < 1e-12 && (s.diffusion_bits - bits(31.0)).abs() < 1e-12);
+    assert!((s.prior_bits - bits(3.0)).abs() < 1e-12 && (s.simple - 0.225).abs() < 1e-12);
+    assert_eq!(ddpm_web::explain::running_sum(&[1.0, 2.0, 3.5]), vec![1.0, 3.0, 6.5]);
+    let schedule = DdpmConfig::default().schedule();
+    let (lambda, weighted) = ddpm_web::explain::elbo_weighting(&schedule, VarianceKind::Beta, &simple);
+    assert!(lambda[0].is_nan());
+    for i in 1..4 {
+        assert_eq!(lambda[i], loss_weights(&schedule, VarianceKind::Beta, i)[0]);
+        assert!((weighted[i] - lambda[i] * simple[i] / std::f64::consts::LN_2).abs() < 1e-15);
+    }
+    let idx = ddpm_web::explain::log_spaced_indices(1000, 25);
+    assert_eq!((idx[0], *idx.last().unwrap()), (0, 999));
+    assert!(idx.windows(2).all(|w| w[0] < w[1]), "{idx:?}");
+    // Log spacing: about as many points below t = 32 as above it.
+    let below = idx.iter().filter(|&&i| i < 31).count();
+    assert!((10..=15).contains(&below), "{below} of {} below t = 32", idx.len());
+    assert!((ddpm_web::explain::rmse(&[0.0, 0.0], &[3.0, 4.0]) - 12.5f64.sqrt()).abs() < 1e-12);
+    assert_eq!(ddpm_web::explain::l2_distance(&[0.0, 0.0], &[3.0, 4.0]), 5.0);
+    assert_eq!(ddpm_web::explain::max_abs_diff(&[1.0, -2.0], &[1.5, 2.0]), 4.0);
+    let (shown, peak) = ddpm_web::explain::signed_for_display(&[-2.0, 1.0]);
+    assert_eq!((shown, peak), (vec![-1.0, 0.5], 2.0));
+}
+
+/// The 2-D mixture's raster is its density (darkest where q_t peaks), and Tweedie's field equals
+/// the closed-form score over the arrow grid.
+#[test]
+fn toy_density_raster_and_field_error() {
+    let m = ddpm_web::toy::Mixture2d::example();
+    let size = 48;
+    let rgba = m.density_rgba(0.5, size);
+    assert_eq!(rgba.len(), size * size * 4);
+    let darkest = (0..size * size).min_by_key(|&k| rgba[4 * k]).unwrap();
+    let x = |k: usize| {
+        let e = ddpm_web::toy::EXTENT;
+        [-e + ((k % size) as f64 + 0.5) / size as f64 * 2.0 * e, e - ((k / size) as f64 + 0.5) / size as f64 * 2.0 * e]
+    };
+    let best = (0..size * size).max_by(|&a, &b| m.log_density(x(a), 0.5).total_cmp(&m.log_density(x(b), 0.5))).unwrap();
+    assert_eq!(rgba[4 * darkest], rgba[4 * best], "the darkest pixel is where the density peaks");
+    assert!(rgba.chunks(4).all(|p| p[2] == 255 && p[3] == 255));
+    for a in [0.999, 0.5, 0.01] {
+        assert!(m.tweedie_field_error(a) < 1e-8, "alpha_bar {a}: {}", m.tweedie_field_error(a));
+    }
 }

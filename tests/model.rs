@@ -2,17 +2,16 @@
 #![cfg(not(target_family = "wasm"))]
 
 use burn::module::Module;
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Int, Tensor, TensorData};
 use ddpm_web::config::DdpmConfig;
-use ddpm_web::model::{NULL_CLASS, UNet, UNetConfig};
+use ddpm_web::model::{NULL_CLASS, NUM_DIGITS, PIXELS, UNet, UNetConfig};
 use ddpm_web::noise::NoiseSource;
-use ddpm_web::sampling::{Method, SampleSettings, Sampler};
+use ddpm_web::sampling::{ClassChoice, Method, SampleSettings, Sampler};
 use ddpm_web::schedule::VarianceKind;
 use ddpm_web::weights::{FileEntry, encode_module, load_module, load_unet, sha256_hex};
 
-fn dev() -> Device {
-    Device::flex()
-}
+mod common;
+use common::{dev, read};
 
 fn inputs(n: usize, seed: u64) -> (Tensor<4>, Tensor<1>, Tensor<1, Int>) {
     let mut rng = NoiseSource::new(seed);
@@ -22,9 +21,6 @@ fn inputs(n: usize, seed: u64) -> (Tensor<4>, Tensor<1>, Tensor<1, Int>) {
     (x, Tensor::from_data(TensorData::new(t, [n]), &dev()), Tensor::from_data(TensorData::new(c, [n]), &dev()))
 }
 
-fn read(t: Tensor<4>) -> Vec<f32> {
-    t.into_data().try_to_vec::<f32>().unwrap()
-}
 
 /// Parameter count from the architecture's layer formulas, written independently of the code.
 fn expected_params(cfg: &UNetConfig) -> usize {
@@ -140,8 +136,8 @@ fn corrupt_truncated_or_foreign_weights_give_clear_errors() {
     assert!(load_module(UNet::new(&cfg, &dev()), foreign).is_err());
 }
 
-fn settings(method: Method, digit: Option<usize>, seed: u64) -> SampleSettings {
-    SampleSettings { digit, guidance: 2.0, method, seed, count: 2, clip_x0: true }
+fn settings(method: Method, class: ClassChoice, seed: u64) -> SampleSettings {
+    SampleSettings { class, guidance: 2.0, method, seed, count: 2, first_cell: 0, clip_x0: true }
 }
 
 #[test]
@@ -158,14 +154,14 @@ fn sampler_runs_every_step_and_a_seed_fixes_the_trajectory() {
         }
         (ts, read(sampler.current()))
     };
-    let (ts, a) = run(settings(Method::Ddim { steps: 5, eta: 0.5 }, Some(7), 1));
+    let (ts, a) = run(settings(Method::Ddim { steps: 5, eta: 0.5 }, ClassChoice::Digit(7), 1));
     assert_eq!(ts, vec![1000, 750, 501, 251, 1]);
-    let (_, b) = run(settings(Method::Ddim { steps: 5, eta: 0.5 }, Some(7), 1));
-    let (_, c) = run(settings(Method::Ddim { steps: 5, eta: 0.5 }, Some(7), 2));
+    let (_, b) = run(settings(Method::Ddim { steps: 5, eta: 0.5 }, ClassChoice::Digit(7), 1));
+    let (_, c) = run(settings(Method::Ddim { steps: 5, eta: 0.5 }, ClassChoice::Digit(7), 2));
     assert_eq!(a, b);
     assert_ne!(a, c);
     assert!(a.iter().all(|v| v.is_finite()));
-    let (_, u) = run(settings(Method::Ddim { steps: 3, eta: 0.0 }, None, 1));
+    let (_, u) = run(settings(Method::Ddim { steps: 3, eta: 0.0 }, ClassChoice::Unconditional, 1));
     assert!(u.iter().all(|v| v.is_finite()));
 }
 
@@ -174,7 +170,7 @@ fn ddpm_sampler_takes_t_steps() {
     let cfg = DdpmConfig { timesteps: 20, ..DdpmConfig::default() };
     let schedule = cfg.schedule();
     let model = UNet::init_seeded(&cfg.model, 2, &dev());
-    let mut sampler = Sampler::new(settings(Method::Ddpm { variance: VarianceKind::Beta }, Some(3), 4), &schedule, &dev());
+    let mut sampler = Sampler::new(settings(Method::Ddpm { variance: VarianceKind::Beta }, ClassChoice::Digit(3), 4), &schedule, &dev());
     assert_eq!(sampler.total_steps(), 20);
     let mut last_t = 21;
     while let Some(step) = sampler.step(&model) {
@@ -183,4 +179,81 @@ fn ddpm_sampler_takes_t_steps() {
     }
     assert_eq!(last_t, 1);
     assert!(sampler.is_done());
+}
+
+/// Image i of a run depends only on (seed, i, settings): a grid drawn whole equals the same grid
+/// drawn in parts (as the browser's workers split it), and a cell is the same in any grid size.
+#[test]
+fn each_image_has_its_own_stream_whatever_the_split() {
+    let cfg = DdpmConfig::default();
+    let schedule = cfg.schedule();
+    let model = UNet::init_seeded(&cfg.model, 2, &dev());
+    let run = |class: ClassChoice, first_cell: usize, count: usize| {
+        let s = SampleSettings { class, guidance: 2.0, method: Method::Ddim { steps: 3, eta: 1.0 }, seed: 5, count, first_cell, clip_x0: true };
+        let mut sampler = Sampler::new(s, &schedule, &dev());
+        let labels = sampler.labels().to_vec();
+        while sampler.step(&model).is_some() {}
+        (labels, read(sampler.current()))
+    };
+    let close = |a: &[f32], b: &[f32]| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() <= 1e-5);
+    let (labels, whole) = run(ClassChoice::AnyDigit, 0, 5);
+    for split in [vec![2, 3], vec![1, 1, 3], vec![4, 1]] {
+        let mut first = 0;
+        let (mut parts_labels, mut parts) = (Vec::new(), Vec::new());
+        for n in split.iter().copied() {
+            let (l, x) = run(ClassChoice::AnyDigit, first, n);
+            parts_labels.extend(l);
+            parts.extend(x);
+            first += n;
+        }
+        assert_eq!(parts_labels, labels, "split {split:?}");
+        assert!(close(&parts, &whole), "split {split:?} changed the images");
+    }
+    // Cell 3 alone equals cell 3 of the grid.
+    let (_, alone) = run(ClassChoice::AnyDigit, 3, 1);
+    assert!(close(&alone, &whole[3 * PIXELS..4 * PIXELS]));
+    // Another seed gives other images.
+    assert_ne!(run(ClassChoice::AnyDigit, 0, 1).1, run(ClassChoice::AnyDigit, 1, 1).1);
+}
+
+/// "Any digit" draws one label per image from that image's stream, uniformly over 0-9, and
+/// guides towards it: the same as choosing that digit for that cell. The null class is its own
+/// choice and runs without guidance.
+#[test]
+fn any_digit_draws_a_uniform_label_per_image_and_guides_towards_it() {
+    let cfg = DdpmConfig::default();
+    let schedule = cfg.schedule();
+    let method = Method::Ddim { steps: 2, eta: 0.0 };
+    let n = 2000;
+    let s = SampleSettings { class: ClassChoice::AnyDigit, guidance: 2.0, method, seed: 3, count: n, first_cell: 0, clip_x0: true };
+    assert!(s.guided());
+    let labels = Sampler::new(s, &schedule, &dev()).labels().to_vec();
+    let mut counts = [0usize; NUM_DIGITS];
+    for &l in &labels {
+        counts[l] += 1;
+    }
+    // Binomial(2000, 0.1): sd 13.4; 5 sd either side of 200.
+    assert!(counts.iter().all(|&c| (133..=267).contains(&c)), "label counts {counts:?}");
+    // Pearson's chi-square with 9 degrees of freedom: 27.9 is its 0.999 quantile.
+    let chi2: f64 = counts.iter().map(|&c| (c as f64 - 200.0).powi(2) / 200.0).sum();
+    assert!(chi2 < 27.9, "chi-square {chi2} over {counts:?}");
+
+    // Cell k of "any" equals cell k with its drawn digit chosen (same stream, same guidance).
+    let model = UNet::init_seeded(&cfg.model, 2, &dev());
+    let sample = |class: ClassChoice, first_cell: usize| {
+        let s = SampleSettings { class, guidance: 2.0, method, seed: 3, count: 1, first_cell, clip_x0: true };
+        let mut sampler = Sampler::new(s, &schedule, &dev());
+        while sampler.step(&model).is_some() {}
+        read(sampler.current())
+    };
+    for k in [0usize, 7] {
+        assert_eq!(sample(ClassChoice::AnyDigit, k), sample(ClassChoice::Digit(labels[k]), k), "cell {k}");
+    }
+    let null = SampleSettings { class: ClassChoice::Unconditional, guidance: 2.0, method, seed: 3, count: 4, first_cell: 0, clip_x0: true };
+    assert!(!null.guided());
+    assert_eq!(Sampler::new(null, &schedule, &dev()).labels(), &[NULL_CLASS; 4]);
+    // x_T does not depend on the class chosen.
+    let x_t = |class| read(Sampler::new(SampleSettings { class, guidance: 2.0, method, seed: 3, count: 3, first_cell: 0, clip_x0: true }, &schedule, &dev()).current());
+    assert_eq!(x_t(ClassChoice::AnyDigit), x_t(ClassChoice::Unconditional));
+    assert_eq!(x_t(ClassChoice::AnyDigit), x_t(ClassChoice::Digit(4)));
 }

@@ -6,30 +6,12 @@ use std::path::Path;
 
 use burn::module::Module;
 use burn::tensor::Device;
-use ddpm_web::classifier::Classifier;
 use ddpm_web::data::{DEFAULT_CACHE, load_mnist, split};
 use ddpm_web::evaluate::{ChunkCache, classify, conditional_accuracy, digits_to_values};
-use ddpm_web::model::UNet;
-use ddpm_web::sampling::{Method, SampleSettings, Sampler};
-use ddpm_web::weights::{CLASSIFIER_FILE, MANIFEST, Manifest, UNET_FILE, load_module, verify};
+use ddpm_web::sampling::{ClassChoice, Method, SampleSettings, Sampler};
 
-fn manifest() -> Manifest {
-    Manifest::parse(&std::fs::read_to_string(Path::new("weights").join(MANIFEST)).expect("weights/manifest.json")).unwrap()
-}
-
-fn bytes(m: &Manifest, name: &str) -> Vec<u8> {
-    let data = std::fs::read(Path::new("weights").join(name)).unwrap_or_else(|e| panic!("weights/{name}: {e}"));
-    verify(m.file(name).unwrap(), &data).unwrap();
-    data
-}
-
-fn models() -> (Manifest, UNet, Classifier) {
-    let m = manifest();
-    let device = Device::flex();
-    let unet = load_module(UNet::new(&m.config.model, &device), bytes(&m, UNET_FILE)).unwrap();
-    let classifier = load_module(Classifier::new(&device), bytes(&m, CLASSIFIER_FILE)).unwrap();
-    (m, unet, classifier)
-}
+mod common;
+use common::shipped_models as models;
 
 #[test]
 fn shipped_files_match_the_manifest_and_decode() {
@@ -73,7 +55,8 @@ const SAMPLER_FIXTURE: &str = "tests/fixtures/sampler-ddim.json";
 fn seeded_trajectory_matches_the_browser_fixture() {
     let (m, unet, _) = models();
     let device = Device::flex();
-    let settings = SampleSettings { digit: Some(7), guidance: 2.0, method: Method::Ddim { steps: 10, eta: 0.5 }, seed: 11, count: 2, clip_x0: true };
+    // Four images, any digit: the browser suite splits them over 1, 2 and 3 workers.
+    let settings = SampleSettings { class: ClassChoice::AnyDigit, guidance: 2.0, method: Method::Ddim { steps: 10, eta: 0.5 }, seed: 11, count: 4, first_cell: 0, clip_x0: true };
     let schedule = m.config.schedule();
     let mut sampler = Sampler::new(settings.clone(), &schedule, &device);
     let states: Vec<Vec<f32>> = (0..3).map(|_| sampler.step(&unet).unwrap().x.into_data().try_to_vec::<f32>().unwrap()).collect();

@@ -101,3 +101,45 @@ fn a_run_directory_refuses_other_settings() {
     assert_eq!(Trainer::open(cfg, dir.clone(), Device::flex()).unwrap().state.step, 1);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Fine-tuning starts from the given weights (online and EMA), checks them by SHA-256, and a run
+/// with another label-dropout rate trains the null class on that share of the batch.
+#[test]
+fn a_fine_tune_starts_from_the_given_weights() {
+    let base_cfg = tiny_config();
+    let (images, labels) = tiny_data();
+    let base_dir = fresh_dir("base");
+    let mut base = Trainer::open(base_cfg.clone(), base_dir.clone(), Device::flex()).unwrap();
+    for _ in 0..2 {
+        base.step(&images, &labels);
+    }
+    let file = base_dir.join("start.bpk");
+    let bytes = ddpm_web::weights::encode_module(base.ema.clone(), false).unwrap();
+    std::fs::write(&file, &bytes).unwrap();
+    let mut cfg = base_cfg.clone();
+    cfg.train.label_dropout = 0.5;
+    cfg.train.init = Some(ddpm_web::config::InitWeights { file: file.display().to_string(), sha256: ddpm_web::weights::sha256_hex(&bytes) });
+    let dir = fresh_dir("finetune");
+    let mut tune = Trainer::open(cfg.clone(), dir.clone(), Device::flex()).unwrap();
+    let start = outputs(&tune);
+    assert_eq!(start.0, start.1, "online and EMA start equal");
+    assert_eq!(start.1, outputs(&base).1, "the fine-tune starts from the base run's EMA weights");
+    tune.step(&images, &labels);
+    tune.checkpoint().unwrap();
+    // A resume needs only the checkpoint, not the starting file.
+    std::fs::remove_file(&file).unwrap();
+    drop(tune);
+    let resumed = Trainer::open(cfg.clone(), dir.clone(), Device::flex()).unwrap();
+    assert_eq!(resumed.state.step, 1);
+    // Other starting weights are refused for a fresh run.
+    std::fs::write(&file, b"not these weights").unwrap();
+    let err = Trainer::open(cfg.clone(), fresh_dir("finetune-other"), Device::flex()).err().expect("changed file refused");
+    assert!(err.contains("SHA-256"), "{err}");
+    // Label dropout 0.5 drops about half of the labels to the null class.
+    let batch = ddpm_web::train::make_batch(&DdpmConfig { train: ddpm_web::config::TrainConfig { batch_size: 2000, ..cfg.train.clone() }, ..cfg }, &images, &labels, 0);
+    let dropped = batch.labels.iter().filter(|&&l| l == NULL_CLASS as i64).count();
+    assert!((900..=1100).contains(&dropped), "{dropped} of 2000 labels dropped");
+    for d in [base_dir, dir] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}

@@ -1,20 +1,23 @@
-//! Browser tests, run by wasm-bindgen-test in headless Chromium (WebGPU through SwiftShader):
-//! the wgpu device initialises asynchronously; one U-Net forward and one reverse step on WebGPU
-//! equal the CPU fallback's for the same weights and seeded noise; the fallback takes over when
-//! WebGPU is missing.
+//! Browser tests, run by wasm-bindgen-test in a dedicated worker of headless Chromium (WebGPU
+//! through SwiftShader), where the pages run all model work: the wgpu device initialises
+//! asynchronously; one U-Net forward and one reverse step on WebGPU equal the CPU fallback's for
+//! the same weights and seeded noise; the fallback takes over when WebGPU is missing; the
+//! sampling page's worker, split over 1, 2 and 3 workers, reproduces the native trajectory.
 #![cfg(target_family = "wasm")]
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use ddpm_web::config::DdpmConfig;
 use ddpm_web::model::UNet;
 use ddpm_web::noise::NoiseSource;
-use ddpm_web::sampling::{Method, SampleSettings, Sampler};
-use ddpm_web::web::{BackendKind, BackendPreference, grid_rgba, init_backend, read_f32};
+use ddpm_web::protocol::{BackendKind, BackendPreference};
+use ddpm_web::sampling::{ClassChoice, Method, SampleSettings, Sampler};
+use ddpm_web::image::grid_rgba;
+use ddpm_web::web::{init_backend, read_f32};
 use js_sys::Reflect;
 use wasm_bindgen::JsValue;
 use wasm_bindgen_test::*;
 
-wasm_bindgen_test_configure!(run_in_browser);
+wasm_bindgen_test_configure!(run_in_dedicated_worker);
 
 fn log(message: &str) {
     web_sys::console::log_1(&message.into());
@@ -27,8 +30,8 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 
 async fn webgpu() -> Device {
     let backend = init_backend(BackendPreference::WebGpu).await;
-    assert_eq!(backend.kind, BackendKind::WebGpu, "WebGPU unavailable: {:?}", backend.fallback_reason);
-    log(&format!("WebGPU adapter: {}", backend.adapter));
+    assert_eq!(backend.info.kind, BackendKind::WebGpu, "WebGPU unavailable: {:?}", backend.info.fallback_reason);
+    log(&format!("WebGPU adapter: {}", backend.info.adapter));
     backend.device
 }
 
@@ -61,7 +64,7 @@ async fn unet_forward_and_reverse_step_match_between_webgpu_and_cpu() {
     assert!(d < 1e-4, "forward differs by {d}");
 
     let schedule = cfg.schedule();
-    let settings = SampleSettings { digit: Some(4), guidance: 2.0, method: Method::Ddim { steps: 50, eta: 1.0 }, seed: 9, count: 2, clip_x0: true };
+    let settings = SampleSettings { class: ClassChoice::Digit(4), guidance: 2.0, method: Method::Ddim { steps: 50, eta: 1.0 }, seed: 9, count: 2, first_cell: 0, clip_x0: true };
     let mut sg = Sampler::new(settings.clone(), &schedule, &gpu);
     let mut sc = Sampler::new(settings, &schedule, &cpu);
     for _ in 0..2 {
@@ -74,7 +77,7 @@ async fn unet_forward_and_reverse_step_match_between_webgpu_and_cpu() {
 
 #[wasm_bindgen_test]
 async fn cpu_fallback_is_used_and_works_without_webgpu() {
-    let navigator: JsValue = web_sys::window().unwrap().navigator().into();
+    let navigator: JsValue = Reflect::get(&js_sys::global(), &"navigator".into()).unwrap();
     let descriptor = js_sys::Object::new();
     Reflect::set(&descriptor, &"value".into(), &JsValue::UNDEFINED).unwrap();
     Reflect::set(&descriptor, &"configurable".into(), &JsValue::TRUE).unwrap();
@@ -82,15 +85,15 @@ async fn cpu_fallback_is_used_and_works_without_webgpu() {
     let backend = init_backend(BackendPreference::Auto).await;
     // Restore WebGPU for the other tests before asserting.
     Reflect::delete_property(&navigator.into(), &"gpu".into()).unwrap();
-    assert_eq!(backend.kind, BackendKind::Cpu);
-    let reason = backend.fallback_reason.expect("the page must say why it uses the CPU");
-    assert!(reason.contains("navigator.gpu"), "{reason}");
+    assert_eq!(backend.info.kind, BackendKind::Cpu);
+    let reason = backend.info.fallback_reason.expect("the page must say why it uses the CPU");
+    assert!(reason.contains("does not offer WebGPU"), "{reason}");
     let model = UNet::init_seeded(&DdpmConfig::default().model, 5, &backend.device);
     let out = forward(&model, 1, &backend.device).await;
     assert!(out.iter().all(|v| v.is_finite()));
     // An explicit ?backend=cpu also gives the CPU, without a fallback message.
     let forced = init_backend(BackendPreference::parse(Some("cpu")).unwrap()).await;
-    assert_eq!((forced.kind, forced.fallback_reason), (BackendKind::Cpu, None));
+    assert_eq!((forced.info.kind, forced.info.fallback_reason), (BackendKind::Cpu, None));
     assert!(BackendPreference::parse(Some("tpu")).unwrap_err().contains("tpu"));
 }
 
@@ -245,63 +248,154 @@ mod seeded_trajectory {
     }
 }
 
-mod page_pieces {
-    //! The sampling loop as the page runs it: each step's state drawn to a real canvas reads back
-    //! as exactly the tensor's pixels, on WebGPU and on the CPU; missing weights are an error
-    //! that names the problem.
+mod sampler_worker {
+    //! The sampling page's own code path: the requests the page sends to its workers, with the
+    //! grid split across 1, 2 and 3 workers as the page splits it, against the native trajectory
+    //! (tests/fixtures/sampler-ddim.json); bad requests are clear errors, not traps.
     use super::*;
+    use ddpm_web::controls::{Controls, Limits, SamplerKind, View};
+    use ddpm_web::protocol::{FramePart, SamplerReply, SamplerRequest, WeightFiles};
     use ddpm_web::sampling::to_pixels;
-    use ddpm_web::web::{draw_grid, load_weights};
-    use ddpm_web::weights::{Manifest, UNET_FILE, load_unet};
-    use wasm_bindgen::JsCast;
-    use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement};
+    use ddpm_web::web::SamplerWorker;
+    use serde::Deserialize;
+    use serde_bytes::ByteBuf;
 
-    async fn loop_draws_the_tensor(device: &Device, steps: usize, name: &str) {
-        let manifest = Manifest::parse(include_str!("../weights/manifest.json")).unwrap();
-        let entry = manifest.file(UNET_FILE).unwrap().clone();
-        let model = load_unet(&manifest.config, &entry, include_bytes!("../weights/unet.bpk").to_vec(), device).unwrap();
-        let schedule = manifest.config.schedule();
-        let settings = SampleSettings { digit: Some(3), guidance: 2.0, method: Method::Ddim { steps: 20, eta: 0.0 }, seed: 4, count: 4, clip_x0: true };
-        let mut sampler = Sampler::new(settings, &schedule, device);
-        let document = web_sys::window().unwrap().document().unwrap();
-        let canvas: HtmlCanvasElement = document.create_element("canvas").unwrap().dyn_into().unwrap();
-        let ctx: CanvasRenderingContext2d = canvas.get_context("2d").unwrap().unwrap().dyn_into().unwrap();
-        let mut previous: Option<Vec<u8>> = None;
-        for k in 0..steps {
-            let step = sampler.step(&model).expect("the run has steps left");
-            assert_eq!(step.done, k + 1);
-            let x = read_f32(step.x).await.unwrap();
-            draw_grid(&canvas, &x, 4).unwrap();
-            assert_eq!((canvas.width(), canvas.height()), (56, 56));
-            let rgba = ctx.get_image_data(0.0, 0.0, 56.0, 56.0).unwrap().data().0;
-            let grey = to_pixels(&x);
-            for i in 0..4 {
-                for y in 0..28 {
-                    for col in 0..28 {
-                        let o = (((i / 2) * 28 + y) * 56 + (i % 2) * 28 + col) * 4;
-                        assert_eq!(rgba[o], grey[i * 784 + y * 28 + col], "{name}: step {}, digit {i}, pixel ({y}, {col})", k + 1);
+    #[derive(Deserialize)]
+    struct SamplerFixture {
+        settings: SampleSettings,
+        steps: usize,
+        states: Vec<Vec<f32>>,
+    }
+
+    fn files() -> WeightFiles {
+        WeightFiles {
+            manifest: include_str!("../weights/manifest.json").into(),
+            unet: ByteBuf::from(include_bytes!("../weights/unet.bpk").to_vec()),
+            classifier: ByteBuf::from(include_bytes!("../weights/classifier.bpk").to_vec()),
+        }
+    }
+
+    async fn send(worker: &SamplerWorker, request: SamplerRequest) -> SamplerReply {
+        let reply = worker.handle(serde_wasm_bindgen::to_value(&request).unwrap()).await.map_err(JsValue::from).unwrap();
+        serde_wasm_bindgen::from_value(reply).unwrap()
+    }
+
+    async fn start(backend: &str) -> (SamplerWorker, Limits) {
+        let worker = SamplerWorker::new();
+        let query = vec![("backend".to_string(), backend.to_string())];
+        match send(&worker, SamplerRequest::Init { query, files: files() }).await {
+            SamplerReply::Ready { backend: info, limits, .. } => {
+                assert_eq!(info.kind, if backend == "cpu" { BackendKind::Cpu } else { BackendKind::WebGpu }, "{info:?}");
+                (worker, limits)
+            }
+            other => panic!("init: {other:?}"),
+        }
+    }
+
+    /// The fixture's settings as the page's controls.
+    fn controls(fixture: &SamplerFixture, limits: &Limits) -> Controls {
+        let Method::Ddim { steps, eta } = fixture.settings.method else { panic!("the fixture is a DDIM run") };
+        let c = Controls {
+            class: fixture.settings.class,
+            guidance: fixture.settings.guidance,
+            sampler: SamplerKind::Ddim,
+            steps,
+            eta,
+            seed: fixture.settings.seed,
+            grid: fixture.settings.count,
+            every: 1,
+            view: View::State,
+        };
+        c.check(limits).unwrap();
+        c
+    }
+
+    async fn check_split(backend: &str, workers: usize) {
+        let fixture: SamplerFixture = serde_json::from_str(include_str!("fixtures/sampler-ddim.json")).unwrap();
+        let count = fixture.settings.count;
+        let mut pool = Vec::new();
+        for _ in 0..workers {
+            pool.push(start(backend).await);
+        }
+        let c = controls(&fixture, &pool[0].1);
+        // Balanced contiguous shares, as the page's pool splits a grid.
+        let mut first = 0;
+        for (k, (worker, _)) in pool.iter().enumerate() {
+            let n = count / workers + usize::from(k < count % workers);
+            match send(worker, SamplerRequest::Begin { controls: c.clone(), first_cell: first, count: n }).await {
+                SamplerReply::Began { width, height, .. } => assert_eq!((width, height), (56, 56)),
+                other => panic!("begin: {other:?}"),
+            }
+            first += n;
+        }
+        for step in 0..fixture.steps {
+            let mut parts: Vec<FramePart> = Vec::new();
+            for (worker, _) in &pool {
+                match send(worker, SamplerRequest::Step { draw: true, view: View::State }).await {
+                    SamplerReply::Stepped { frame: Some(frame), done, .. } => {
+                        assert_eq!(done, step + 1);
+                        parts.push(frame);
                     }
+                    other => panic!("step: {other:?}"),
                 }
             }
-            assert_ne!(previous.as_ref(), Some(&grey), "{name}: the canvas did not change at step {}", k + 1);
-            previous = Some(grey);
+            // Every cell's tile at its place in the grid, within one grey level of native.
+            let native = to_pixels(&fixture.states[step]);
+            let mut worst = 0i32;
+            let mut cell = 0;
+            for part in &parts {
+                for tile in &part.tiles {
+                    assert_eq!((tile.x, tile.y), ((cell % 2) * 28, (cell / 2) * 28), "cell {cell}");
+                    for p in 0..784 {
+                        worst = worst.max((tile.rgba[4 * p] as i32 - native[cell * 784 + p] as i32).abs());
+                    }
+                    cell += 1;
+                }
+            }
+            assert_eq!(cell, count);
+            log(&format!("{backend}, {workers} worker(s): step {} within {worst} grey level(s) of native", step + 1));
+            assert!(worst <= 1, "{backend}, {workers} workers: step {} is {worst} grey levels from native", step + 1);
         }
-        log(&format!("{name}: {steps} drawn steps read back exactly as the tensors"));
     }
 
     #[wasm_bindgen_test]
-    async fn sampling_loop_draws_exactly_the_tensor_on_the_cpu() {
-        loop_draws_the_tensor(&Device::flex(), 20, "CPU (wasm)").await;
+    async fn one_two_and_three_cpu_workers_reproduce_the_native_trajectory() {
+        for workers in 1..=3 {
+            check_split("cpu", workers).await;
+        }
     }
 
     #[wasm_bindgen_test]
-    async fn sampling_loop_draws_exactly_the_tensor_on_webgpu() {
-        loop_draws_the_tensor(&webgpu().await, 2, "WebGPU").await;
+    async fn one_two_and_three_webgpu_workers_reproduce_the_native_trajectory() {
+        for workers in 1..=3 {
+            check_split("webgpu", workers).await;
+        }
     }
 
     #[wasm_bindgen_test]
-    async fn missing_weights_are_an_error_that_says_so() {
-        let error = load_weights("no-such-weights", &Device::flex()).await.err().expect("there are no weights there");
-        assert!(error.contains("no-such-weights/manifest.json") && error.contains("404"), "{error}");
+    async fn bad_requests_are_clear_errors() {
+        let (worker, limits) = start("cpu").await;
+        let mut c = Controls::defaults(&limits);
+        c.steps = 1;
+        match send(&worker, SamplerRequest::Begin { controls: c, first_cell: 0, count: 1 }).await {
+            SamplerReply::Failed { message } => assert!(message.contains("steps"), "{message}"),
+            other => panic!("{other:?}"),
+        }
+        let c = Controls::defaults(&limits);
+        match send(&worker, SamplerRequest::Begin { controls: c, first_cell: 3, count: 2 }).await {
+            SamplerReply::Failed { message } => assert!(message.contains("grid"), "{message}"),
+            other => panic!("{other:?}"),
+        }
+        let reply = worker.handle(JsValue::from_str("not a request")).await.map_err(JsValue::from).unwrap();
+        match serde_wasm_bindgen::from_value::<SamplerReply>(reply).unwrap() {
+            SamplerReply::Failed { message } => assert!(message.contains("malformed"), "{message}"),
+            other => panic!("{other:?}"),
+        }
+        let mut broken = files();
+        broken.unet = ByteBuf::from(vec![0u8; 10]);
+        match send(&SamplerWorker::new(), SamplerRequest::Init { query: vec![], files: broken }).await {
+            SamplerReply::Failed { message } => assert!(message.contains("unet.bpk"), "{message}"),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -10,7 +10,7 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use ddpm_web::classifier::Classifier;
 use ddpm_web::model::{NUM_DIGITS, PIXELS, UNet};
-use ddpm_web::sampling::{Method, SampleSettings, Sampler};
+use ddpm_web::sampling::{ClassChoice, Method, SampleSettings, Sampler};
 use ddpm_web::weights::{CLASSIFIER_FILE, MANIFEST, Manifest, UNET_FILE, load_module, load_unet};
 
 fn main() {
@@ -37,7 +37,7 @@ fn main() {
     let threads = std::env::var("RAYON_NUM_THREADS").ok().and_then(|n| n.parse::<usize>().ok()).filter(|&n| n > 0)
         .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     for count in [1usize, 16, 64] {
-        let settings = SampleSettings { digit: Some(7), guidance: cfg.guidance, method: Method::Ddim { steps: 1000, eta: 0.0 }, seed: 1, count, clip_x0: true };
+        let settings = SampleSettings { class: ClassChoice::Digit(7), guidance: cfg.guidance, method: Method::Ddim { steps: 1000, eta: 0.0 }, seed: 1, count, first_cell: 0, clip_x0: true };
         let schedule = cfg.schedule();
         let mut sampler = Sampler::new(settings, &schedule, &device);
         let drawn_step = |sampler: &mut Sampler| {

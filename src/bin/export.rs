@@ -65,6 +65,18 @@ fn train_command(cfg: &DdpmConfig) -> String {
     if cfg.train.batch_size != default.train.batch_size {
         flags.push(format!("--batch {}", cfg.train.batch_size));
     }
+    if let Some(init) = &cfg.train.init {
+        flags.push(format!("--init {}", init.file));
+    }
+    if cfg.train.label_dropout != default.train.label_dropout {
+        flags.push(format!("--label-dropout {}", cfg.train.label_dropout));
+    }
+    if cfg.train.learning_rate != default.train.learning_rate {
+        flags.push(format!("--lr {}", cfg.train.learning_rate));
+    }
+    if cfg.train.warmup_steps != default.train.warmup_steps {
+        flags.push(format!("--warmup {}", cfg.train.warmup_steps));
+    }
     let base = "cargo run --release --bin train";
     if flags.is_empty() { base.into() } else { format!("{base} -- {}", flags.join(" ")) }
 }

@@ -2,7 +2,10 @@
 //!
 //!   cargo run --release --bin train -- [--run DIR] [--steps N] [--device flex|cuda]
 //!                                      [--bench STEPS] [--channels A,B,C] [--batch N]
+//!                                      [--init WEIGHTS.bpk] [--label-dropout P] [--lr X] [--warmup N]
 //!
+//! `--init` fine-tunes from existing weights (e.g. the shipped ones with a higher
+//! `--label-dropout`, to train the null class that unconditional sampling and guidance use).
 //! Checkpoints (online weights, EMA weights, Adam state, step) go to the run directory every
 //! `checkpoint_every` steps with a loss CSV and a PNG grid of samples; re-running the same
 //! command resumes from there. `--bench K` times K steps and exits without writing anything.
@@ -12,7 +15,7 @@ use std::time::Instant;
 
 use burn::module::Module;
 use burn::tensor::Device;
-use ddpm_web::config::DdpmConfig;
+use ddpm_web::config::{DdpmConfig, InitWeights};
 use ddpm_web::data::{DEFAULT_CACHE, load_mnist, split};
 use ddpm_web::train::{Clock, Trainer, to_training_arrays, write_sample_grid};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -24,27 +27,39 @@ struct Args {
     bench: Option<usize>,
     channels: Option<[usize; 3]>,
     batch: Option<usize>,
+    init: Option<String>,
+    label_dropout: Option<f64>,
+    lr: Option<f64>,
+    warmup: Option<usize>,
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut args = Args { run: PathBuf::from(".cache/runs/main"), steps: None, device: "flex".into(), bench: None, channels: None, batch: None };
+    let mut args = Args { run: PathBuf::from(".cache/runs/main"), steps: None, device: "flex".into(), bench: None, channels: None, batch: None, init: None, label_dropout: None, lr: None, warmup: None };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
         let number = |v: String| v.parse::<usize>().map_err(|_| format!("{flag}: '{v}' is not a number"));
+        let real = |v: String| v.parse::<f64>().map_err(|_| format!("{flag}: '{v}' is not a number"));
         match flag.as_str() {
             "--run" => args.run = PathBuf::from(value()?),
             "--steps" => args.steps = Some(number(value()?)?),
             "--device" => args.device = value()?,
             "--bench" => args.bench = Some(number(value()?)?),
             "--batch" => args.batch = Some(number(value()?)?),
+            "--init" => args.init = Some(value()?),
+            "--label-dropout" => args.label_dropout = Some(real(value()?)?).filter(|p| (0.0..=1.0).contains(p)).or_else(|| {
+                eprintln!("--label-dropout must be in [0, 1]");
+                std::process::exit(2)
+            }),
+            "--lr" => args.lr = Some(real(value()?)?),
+            "--warmup" => args.warmup = Some(number(value()?)?),
             "--channels" => {
                 let v = value()?;
                 let parts: Vec<usize> = v.split(',').map(|p| p.trim().parse().map_err(|_| format!("--channels: bad list '{v}'"))).collect::<Result<_, _>>()?;
                 args.channels = Some(parts.try_into().map_err(|_| "--channels takes three numbers".to_string())?);
             }
             "-h" | "--help" => {
-                println!("usage: train [--run DIR] [--steps N] [--device flex|cuda] [--bench STEPS] [--channels A,B,C] [--batch N]");
+                println!("usage: train [--run DIR] [--steps N] [--device flex|cuda] [--bench STEPS] [--channels A,B,C] [--batch N] [--init WEIGHTS.bpk] [--label-dropout P] [--lr X] [--warmup N]");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other} (try --help)")),
@@ -83,6 +98,19 @@ fn run() -> Result<(), String> {
     }
     if let Some(b) = args.batch {
         cfg.train.batch_size = b;
+    }
+    if let Some(p) = args.label_dropout {
+        cfg.train.label_dropout = p;
+    }
+    if let Some(lr) = args.lr {
+        cfg.train.learning_rate = lr;
+    }
+    if let Some(w) = args.warmup {
+        cfg.train.warmup_steps = w;
+    }
+    if let Some(file) = &args.init {
+        let bytes = std::fs::read(file).map_err(|e| format!("{file}: {e}"))?;
+        cfg.train.init = Some(InitWeights { file: file.clone(), sha256: ddpm_web::weights::sha256_hex(&bytes) });
     }
     let device = device(&args.device)?;
     let digits = load_mnist(std::path::Path::new(DEFAULT_CACHE)).map_err(|e| e.to_string())?;

@@ -1,12 +1,16 @@
-// Browser sampling benchmark (headless Chromium on this machine): ms per reverse step for grids of
-// 1, 16 and 64 on every backend the browser offers (WebGPU, CPU in wasm), and the time from page
-// load to the first drawn step; on WebGPU, the GPU work per step as the browser sees it (compute
-// dispatches = kernel launches, queue submits, buffer reads). A benchmark, not a test: it prints
-// figures and asserts nothing.
+// Browser benchmark (headless Chromium on this machine). A benchmark, not a test: it prints figures
+// and asserts nothing.
+// - ms per reverse step for grids 1, 16 and 64 on each backend the browser offers, on the CPU with
+//   one worker and with the whole pool (the pool's scaling);
+// - page load to the first drawn step;
+// - on WebGPU, the GPU work per step as the worker's browser API sees it (compute dispatches =
+//   kernel launches, queue submits, buffer reads);
+// - the longest main-thread task (PerformanceObserver "longtask") during a grid-64 run and during
+//   the explainer's full ELBO sweep, and the sweep's wall time.
 //   trunk build && node tests/e2e/bench.mjs
-// Environment: BENCH_BACKENDS ("cpu,webgpu"), BENCH_STEPS_CPU (10), BENCH_STEPS_WEBGPU (3), BENCH_GRIDS_WEBGPU ("1,16,64"),
-// NATIVE_MS_16 and NATIVE_1THREAD_MS_16 (native figures for grid 16 on all cores and on one, to print
-// the CPU-path ratios; scripts/bench.sh sets them).
+// Environment: BENCH_BACKENDS ("cpu,webgpu"), BENCH_STEPS_CPU (10), BENCH_STEPS_WEBGPU (3),
+// BENCH_GRIDS_WEBGPU ("1,16,64"), BENCH_WORKERS (the pool size; default the browser's cores),
+// NATIVE_MS_16 (native grid 16 on all cores, for the ratio; scripts/bench.sh sets it).
 import { launchBrowser, startServer, waitState, withPage } from "./harness.mjs";
 
 const env = process.env;
@@ -17,83 +21,83 @@ const browser = await launchBrowser();
 console.log(`browser: Chromium ${browser.version()}`);
 const results = {};
 
-// Counts every WebGPU call of interest by wrapping the prototypes before the page's scripts run:
-// wgpu in wasm calls the browser's WebGPU API through these methods, so nothing escapes the count.
-function countGpuCalls() {
-  const calls = (window.gpuCalls = { dispatches: 0, submits: 0, reads: 0, writes: 0, buffers: 0 });
-  if (!self.GPUComputePassEncoder) return;
-  const wrap = (proto, method, key) => {
-    const original = proto[method];
-    proto[method] = function (...args) { calls[key]++; return original.apply(this, args); };
-  };
-  wrap(GPUComputePassEncoder.prototype, "dispatchWorkgroups", "dispatches");
-  wrap(GPUComputePassEncoder.prototype, "dispatchWorkgroupsIndirect", "dispatches");
-  wrap(GPUQueue.prototype, "submit", "submits");
-  wrap(GPUBuffer.prototype, "mapAsync", "reads");
-  wrap(GPUQueue.prototype, "writeBuffer", "writes");
-  wrap(GPUDevice.prototype, "createBuffer", "buffers");
+// Long tasks of the page's own thread, from the start.
+function watchLongTasks() {
+  window.longTasks = [];
+  new PerformanceObserver((list) => window.longTasks.push(...list.getEntries().map((e) => ({ start: e.startTime, ms: e.duration }))))
+    .observe({ type: "longtask", buffered: true });
 }
+const longestSince = (page, since) => page.evaluate((t) => Math.max(0, ...window.longTasks.filter((e) => e.start >= t).map((e) => e.ms)), since);
 
-// GPU calls for one drawn step, then for 4 steps that are not drawn followed by a drawn one (work
-// that is only queued is counted when a later step flushes it, hence the drawn step at the end).
 async function gpuCallsPerStep(page) {
   return page.evaluate(async () => {
-    const app = window.ddpm.app;
-    const canvas = document.getElementById("samples");
-    const snapshot = () => ({ ...window.gpuCalls });
-    const since = (before) => Object.fromEntries(Object.entries(window.gpuCalls).map(([k, v]) => [k, v - before[k]]));
-    app.begin(7, 2, 1000, 0, 1, 1);
-    await app.step(canvas, "xt"); // warm-up
-    let before = snapshot();
-    await app.step(canvas, "xt");
-    const drawn = since(before);
-    before = snapshot();
-    for (let k = 0; k < 4; k++) await app.step(undefined, "xt");
-    const queuedOnly = since(before);
-    await app.step(canvas, "xt");
-    const fourUndrawnThenDrawn = since(before);
-    return { drawn, queuedOnly, fourUndrawnThenDrawn };
+    const d = window.ddpm;
+    await d.bench({ grid: 1, steps: 1 });
+    const since = (before, now) => Object.fromEntries(Object.entries(now).map(([k, v]) => [k, v - before[k]]));
+    let before = await d.gpuCalls();
+    await d.step(true);
+    const drawn = since(before, await d.gpuCalls());
+    before = await d.gpuCalls();
+    for (let k = 0; k < 4; k++) await d.step(false);
+    const queuedOnly = since(before, await d.gpuCalls());
+    await d.step(true);
+    const run = since(before, await d.gpuCalls());
+    return { drawn, queuedOnly, run };
+  });
+}
+
+async function stepTimes(backend, workers) {
+  const pool = workers ? `&workers=${workers}` : "";
+  await withPage(browser, async (page) => {
+    await page.addInitScript(watchLongTasks);
+    await page.goto(`${base}/?backend=${backend}&digit=7&steps=50&count=1&start=1${pool}`);
+    await page.waitForFunction(() => window.ddpmFirstDrawnStepMs || document.body.dataset.state === "error", null, { timeout: 10 * 60 * 1000 });
+    const used = await page.evaluate(() => document.body.dataset.backend);
+    const line = await page.textContent("#backend");
+    if (used !== backend) { console.log(`${backend}: not available (${line})`); return; }
+    const first = await page.evaluate(() => window.ddpmFirstDrawnStepMs);
+    await waitState(page, ["done", "error"], 10 * 60 * 1000);
+    const size = await page.evaluate(() => window.ddpm.workers());
+    const label = backend === "cpu" ? `cpu, ${size} worker${size === 1 ? "" : "s"}` : backend;
+    console.log(`${label}: ${line}`);
+    console.log(`${label}: page load to first drawn step ${first.toFixed(0)} ms`);
+    if (backend === "webgpu") {
+      const { drawn, queuedOnly, run } = await gpuCallsPerStep(page);
+      console.log(`webgpu: a drawn step (guided DDIM step + classifier + readback): ${drawn.dispatches} kernel launches, ${drawn.submits} queue submits, ${drawn.reads} buffer reads, ${drawn.writes} buffer writes, ${drawn.buffers} buffers created`);
+      console.log(`webgpu: a step not drawn: ${(run.dispatches - drawn.dispatches) / 4} kernel launches, ${(run.submits - drawn.submits) / 4} submits; 4 such steps read ${queuedOnly.reads} buffers`);
+    }
+    for (const count of grids[backend]) {
+      const since = await page.evaluate(() => performance.now());
+      const ms = await page.evaluate(({ count, steps }) => window.ddpm.bench({ grid: count, steps }), { count, steps: steps[backend] });
+      const longest = await longestSince(page, since);
+      results[`${label}-${count}`] = ms;
+      console.log(`${label}: grid ${String(count).padStart(2)}: ${ms.toFixed(1).padStart(8)} ms/step (guided DDIM step, classifier, drawn; ${steps[backend]} steps); longest main-thread task ${longest.toFixed(0)} ms`);
+    }
   });
 }
 
 for (const backend of (env.BENCH_BACKENDS ?? "cpu,webgpu").split(",")) {
-  await withPage(browser, async (page) => {
-    await page.addInitScript(countGpuCalls);
-    // Load to first drawn step: a 1-digit DDIM run started from the URL, on a fresh page.
-    await page.goto(`${base}/?backend=${backend}&digit=7&steps=50&count=1&start=1`);
-    await page.waitForFunction(() => window.ddpmFirstDrawnStepMs || document.body.dataset.state === "error", null, { timeout: 10 * 60 * 1000 });
-    const used = await page.evaluate(() => document.body.dataset.backend);
-    const adapter = await page.textContent("#backend");
-    if (used !== backend) { console.log(`${backend}: not available (${adapter})`); return; }
-    const first = await page.evaluate(() => window.ddpmFirstDrawnStepMs);
-    await waitState(page, ["done", "error"], 10 * 60 * 1000);
-    console.log(`${backend}: ${adapter}`);
-    console.log(`${backend}: page load to first drawn step ${first.toFixed(0)} ms`);
-    if (backend === "webgpu") {
-      const { drawn, queuedOnly, fourUndrawnThenDrawn: run } = await gpuCallsPerStep(page);
-      const undrawnDispatches = (run.dispatches - drawn.dispatches) / 4;
-      console.log(`webgpu: a drawn step (guided DDIM step + classifier + readback): ${drawn.dispatches} kernel launches, ${drawn.submits} queue submits, ${drawn.reads} buffer reads, ${drawn.writes} buffer writes, ${drawn.buffers} buffers created`);
-      console.log(`webgpu: a step not drawn: ${undrawnDispatches} kernel launches; 4 such steps read ${queuedOnly.reads} buffers (4 undrawn + 1 drawn: ${run.reads} reads, ${run.submits} submits)`);
-    }
-    for (const count of grids[backend]) {
-      const ms = await page.evaluate(async ({ count, steps }) => {
-        const app = window.ddpm.app;
-        const canvas = document.getElementById("samples");
-        app.begin(7, 2, 1000, 0, 1, count);
-        await app.step(canvas, "xt"); // warm-up at this batch size
-        const t0 = performance.now();
-        for (let k = 0; k < steps; k++) await app.step(canvas, "xt");
-        return (performance.now() - t0) / steps;
-      }, { count, steps: steps[backend] });
-      results[`${backend}-${count}`] = ms;
-      console.log(`${backend}: grid ${String(count).padStart(2)}: ${ms.toFixed(1).padStart(8)} ms/step (guided DDIM step, classifier readout, drawn; ${steps[backend]} steps)`);
-    }
-  });
+  if (backend === "cpu") await stepTimes("cpu", 1);
+  await stepTimes(backend, backend === "cpu" ? env.BENCH_WORKERS : undefined);
 }
-for (const [variable, native] of [["NATIVE_MS_16", "native"], ["NATIVE_1THREAD_MS_16", "native on one thread"]]) {
-  if (!env[variable] || !results["cpu-16"]) continue;
-  const ms = Number(env[variable]);
-  console.log(`CPU path, grid 16: wasm (one thread) ${results["cpu-16"].toFixed(1)} ms/step vs ${native} ${ms.toFixed(1)} ms/step: ratio ${(results["cpu-16"] / ms).toFixed(2)} (target 1.5 against native)`);
+const pool = Object.keys(results).find((k) => k.startsWith("cpu, ") && !k.startsWith("cpu, 1 worker-") && k.endsWith("-16"));
+if (results["cpu, 1 worker-16"] && pool) {
+  console.log(`CPU pool scaling, grid 16: 1 worker ${results["cpu, 1 worker-16"].toFixed(1)} ms/step -> ${pool.split("-")[0]} ${results[pool].toFixed(1)} ms/step (${(results["cpu, 1 worker-16"] / results[pool]).toFixed(2)}x)`);
+  if (env.NATIVE_MS_16) {
+    const native = Number(env.NATIVE_MS_16);
+    console.log(`CPU path, grid 16: ${results[pool].toFixed(1)} ms/step vs native Burn on all threads ${native.toFixed(1)}: ratio ${(results[pool] / native).toFixed(2)} (target 1.5)`);
+  }
 }
+
+// The explainer: the full ELBO sweep on the CPU path, its wall time and the longest main-thread task.
+await withPage(browser, async (page) => {
+  await page.addInitScript(watchLongTasks);
+  await page.goto(`${base}/explainer.html?backend=cpu&digit=3&t=200${env.BENCH_WORKERS ? `&workers=${env.BENCH_WORKERS}` : ""}`);
+  await waitState(page, ["ready", "error"], 5 * 60 * 1000);
+  const since = await page.evaluate(() => performance.now());
+  await page.waitForFunction(() => document.getElementById("elbo").dataset.ready === "1" || document.body.dataset.state === "error", null, { timeout: 10 * 60 * 1000 });
+  const r = await page.evaluate(() => ({ seconds: window.explainer.results.elboSeconds, workers: window.explainer.workers }));
+  console.log(`explainer, cpu, ${r.workers} workers: full ELBO sweep (1000 terms) ${r.seconds?.toFixed(2)} s; longest main-thread task from ready to the sweep's end ${(await longestSince(page, since)).toFixed(0)} ms`);
+});
 await browser.close();
 server.close();

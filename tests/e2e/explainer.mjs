@@ -23,11 +23,11 @@ await test("explainer_sections_compute_and_follow_the_t_slider_on_the_cpu", () =
   assert(state === "ready", `state ${state}: ${await page.textContent("#message")}`);
   assert(await page.evaluate(() => document.body.dataset.backend) === "cpu", "backend");
   const r = await page.evaluate(() => window.explainer.results);
-  assert(r.elbo.totalBits > 0 && r.elbo.totalBits < 10, `NLL bound ${r.elbo.totalBits} bits/dim`);
-  assert(r.views.t === 200 && r.views.routeMaxDiff < 1e-5, `routes differ by ${r.views.routeMaxDiff}`);
-  assert(r.views.tweedieVsPredictedX0 < 1e-4, `Tweedie vs x0: ${r.views.tweedieVsPredictedX0}`);
+  assert(r.elbo.total_bits > 0 && r.elbo.total_bits < 10, `NLL bound ${r.elbo.total_bits} bits/dim`);
+  assert(r.views.t === 200 && r.views.route_max_diff < 1e-5, `routes differ by ${r.views.route_max_diff}`);
+  assert(r.views.tweedie_vs_predicted_x0 < 1e-4, `Tweedie vs x0: ${r.views.tweedie_vs_predicted_x0}`);
   assert(r.toyMaxDiff < 1e-8, `2-D fields differ by ${r.toyMaxDiff}`);
-  console.log(`  cpu: bound ${r.elbo.totalBits.toFixed(4)} bits/dim; routes ${r.views.routeMaxDiff.toExponential(2)}; Tweedie ${r.views.tweedieVsPredictedX0.toExponential(2)}`);
+  console.log(`  cpu: bound ${r.elbo.total_bits.toFixed(4)} bits/dim; routes ${r.views.route_max_diff.toExponential(2)}; Tweedie ${r.views.tweedie_vs_predicted_x0.toExponential(2)}`);
   await page.screenshot({ path: path.join(artifacts, "explainer-cpu.png"), fullPage: true });
   // Moving t recomputes sections 1, 3, 4 and 5.
   const before = await page.textContent("#step-values");
@@ -52,8 +52,32 @@ await test("explainer_computes_on_webgpu", () => withPage(browser, async (page, 
   assert(await page.evaluate(() => document.body.dataset.backend) === "webgpu", "default backend should be WebGPU");
   await page.waitForFunction(() => document.getElementById("elbo-progress").value >= 100, null, { timeout: 5 * 60 * 1000 });
   const r = await page.evaluate(() => window.explainer.results);
-  assert(r.views.routeMaxDiff < 1e-5 && r.views.tweedieVsPredictedX0 < 1e-4, JSON.stringify(r.views));
+  assert(r.views.route_max_diff < 1e-5 && r.views.tweedie_vs_predicted_x0 < 1e-4, JSON.stringify(r.views));
   await page.screenshot({ path: path.join(artifacts, "explainer-webgpu.png"), fullPage: true });
+  assert(errors.length === 0, `console errors: ${errors.join(" | ")}`);
+}));
+
+// Redraw, change the digit, redraw while the sweep runs: each image's spread holds only its own
+// draws, and a superseded sweep adds nothing.
+await test("explainer_keeps_the_spread_of_the_bound_per_image", () => withPage(browser, async (page, errors) => {
+  await page.goto(`${base}/explainer.html?digit=0&t=200&backend=cpu`);
+  await waitState(page, ["ready", "error"], 5 * 60 * 1000);
+  await page.waitForFunction(() => document.getElementById("elbo").dataset.ready === "1", null, { timeout: 5 * 60 * 1000 });
+  await page.click("#elbo-redraw");
+  await page.waitForFunction(() => (window.explainer.results.drawsByImage["digit 0"] || []).length === 2, null, { timeout: 5 * 60 * 1000 });
+  await page.selectOption("#digit", "5");
+  await page.waitForFunction(() => document.getElementById("elbo-progress").value > 0, null, { timeout: 60 * 1000 });
+  await page.click("#elbo-redraw");
+  await page.waitForFunction(() => document.getElementById("elbo").dataset.ready === "1"
+    && (window.explainer.results.drawsByImage["digit 5"] || []).length >= 1, null, { timeout: 5 * 60 * 1000 });
+  const r = await page.evaluate(() => window.explainer.results);
+  assert(r.drawsByImage["digit 0"].length === 2, `digit 0 has ${r.drawsByImage["digit 0"].length} draws`);
+  const five = r.drawsByImage["digit 5"];
+  const zero = r.drawsByImage["digit 0"].map((d) => d.bits);
+  assert(five.every((d) => !zero.includes(d.bits)), `a draw of digit 0 landed in digit 5's spread: ${JSON.stringify(r.drawsByImage)}`);
+  assert(r.elboDraws.length === five.length, "the page shows another image's draws");
+  const text = await page.textContent("#elbo-draws");
+  if (five.length > 1) assert(text.includes(`Over ${five.length} noise draws of this image`), text);
   assert(errors.length === 0, `console errors: ${errors.join(" | ")}`);
 }));
 

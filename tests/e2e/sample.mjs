@@ -11,6 +11,8 @@ const { server, base } = await startServer();
 const browser = await launchBrowser();
 const withPage = (fn) => openPage(browser, fn);
 const { test, finish } = testRunner();
+// Set a control as a person would (sliders cannot be typed into) and let the page react.
+const setControl = (page, id, value) => page.$eval(`#${id}`, (el, v) => { el.value = v; el.dispatchEvent(new Event("input", { bubbles: true })); }, String(value));
 
 async function sampleSeven(backend) {
   return withPage(async (page, errors) => {
@@ -48,7 +50,38 @@ await test("out_of_range_url_parameters_get_a_message_and_defaults", () => withP
   await waitState(page, ["ready", "error"], 5 * 60 * 1000);
   const message = await page.textContent("#message");
   for (const part of ["digit=12", "count=5", "seed=-3", "backend=tpu"]) assert(message.includes(part), `message lacks ${part}: ${message}`);
-  assert(await page.inputValue("#digit") === "-1", "digit did not fall back to its default");
+  assert(await page.inputValue("#digit") === "any", "digit did not fall back to its default");
+  // Values the old page let through are refused on the URL and on Start alike.
+  await page.goto(`${base}/?steps=1&backend=cpu&seed=${"9".repeat(50000)}`);
+  await waitState(page, ["ready", "error"], 5 * 60 * 1000);
+  const bounded = await page.textContent("#message");
+  assert(bounded.includes("steps") && bounded.length < 400, `message of ${bounded.length} characters: ${bounded.slice(0, 200)}`);
+  assert(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth), "a long URL value widened the page");
+  await page.$eval("#seed", (el) => { el.value = ""; });
+  await page.click("#start");
+  await page.waitForFunction(() => document.getElementById("message").textContent.startsWith("Not started"), null, { timeout: 60 * 1000 });
+  assert(await page.evaluate(() => document.body.dataset.state) === "ready", "an empty seed started a run");
+}));
+
+// "Any digit" (the default) draws one label per image from the seed and guides each image to it;
+// the same seed gives the same images whatever the number of workers.
+await test("any_digit_draws_a_label_per_image_the_same_across_1_2_3_workers", () => withPage(async (page, errors) => {
+  const grids = [];
+  for (const workers of [1, 2, 3]) {
+    await page.goto(`${base}/?steps=10&count=4&seed=5&backend=cpu&workers=${workers}&start=1`);
+    await waitState(page, ["done", "error"], 5 * 60 * 1000);
+    assert(await page.evaluate(() => document.body.dataset.state) === "done", await page.textContent("#message"));
+    assert(await page.evaluate(() => window.ddpm.workers()) === workers, `pool size for workers=${workers}`);
+    assert((await page.textContent("#backend")).includes(`${workers} worker`), await page.textContent("#backend"));
+    grids.push(await page.evaluate(() => document.getElementById("samples").toDataURL()));
+    const drawn = await page.textContent("#drawn-labels");
+    const read = (await page.evaluate(() => document.body.dataset.labels)).split(",");
+    const labels = drawn.match(/\d/g);
+    assert(labels && labels.length === 4, `drawn labels: ${drawn}`);
+    assert(read.filter((l, k) => l === labels[k]).length >= 3, `drew ${labels}, the classifier reads ${read}`);
+  }
+  assert(grids[0] === grids[1] && grids[1] === grids[2], "1, 2 and 3 workers drew different images");
+  assert(errors.length === 0, `console errors: ${errors.join(" | ")}`);
 }));
 
 for (const [mode, expected] of [["missing", "HTTP 404"], ["corrupt", "SHA-256"]]) {
@@ -76,7 +109,8 @@ await test("stop_takes_effect_within_a_step_and_the_page_stays_usable", () => wi
   const later = Number(await page.evaluate(() => document.body.dataset.step));
   assert(later === stopped, `steps went on after Stop: ${stopped} -> ${later}`);
   assert(stopped < 1000, "the run finished instead of stopping");
-  await page.fill("#steps", "10");
+  await setControl(page, "sampler", "ddim");
+  await setControl(page, "steps", 10);
   await page.click("#start");
   await waitState(page, ["done", "error"], 5 * 60 * 1000);
   assert(await page.evaluate(() => document.body.dataset.state) === "done", "a run after Stop did not finish");
@@ -97,6 +131,7 @@ await test("timeline_replays_kept_frames_and_downloads_grid_and_strip_pngs", () 
   assert(await page.getAttribute("#timeline", "max") === "9", "10 drawn steps should give 10 frames");
   const last = await page.evaluate(() => document.getElementById("samples").toDataURL());
   await page.fill("#timeline", "0");
+  await page.waitForFunction(() => document.body.dataset.step === "1", null, { timeout: 60 * 1000 });
   const first = await page.evaluate(() => document.getElementById("samples").toDataURL());
   assert(first !== last, "replaying frame 1 did not change the canvas");
   assert(await page.evaluate(() => document.body.dataset.step) === "1", "frame 1 is step 1");
@@ -104,6 +139,7 @@ await test("timeline_replays_kept_frames_and_downloads_grid_and_strip_pngs", () 
   const labels = await page.evaluate(() => document.body.dataset.labels);
   assert(String(Array.from(await page.evaluate(() => window.ddpm.classifyCanvas()))) === labels, "replayed readout differs from the canvas");
   await page.fill("#timeline", "9");
+  await page.waitForFunction(() => document.body.dataset.step === "10", null, { timeout: 60 * 1000 });
   assert(await page.evaluate(() => document.getElementById("samples").toDataURL()) === last, "the last frame is not the final grid");
   const save = async (button) => {
     const [download] = await Promise.all([page.waitForEvent("download"), page.click(button)]);
@@ -125,7 +161,7 @@ await test("fifty_runs_in_a_row_do_not_grow_memory", () => withPage(async (page,
   await waitState(page, ["ready", "error"], 5 * 60 * 1000);
   const memory = [];
   for (let run = 1; run <= 50; run++) {
-    await page.fill("#seed", String(run));
+    await setControl(page, "seed", run);
     await page.click("#start");
     await waitState(page, ["done", "error"], 60 * 1000);
     assert(await page.evaluate(() => document.body.dataset.state) === "done", await page.textContent("#message"));
@@ -151,7 +187,8 @@ await test("a_lost_webgpu_device_is_recovered_without_a_reload", () => withPage(
   assert(await page.evaluate(() => document.body.dataset.state) === "ready", `not recovered: ${message}`);
   assert(message.includes("WebGPU device was lost"), `message does not say what happened: ${message}`);
   console.log(`  after the loss: ${message} / ${await page.textContent("#backend")}`);
-  await page.fill("#steps", "10");
+  await setControl(page, "sampler", "ddim");
+  await setControl(page, "steps", 10);
   await page.click("#start");
   await waitState(page, ["done", "error"], 10 * 60 * 1000);
   assert(await page.evaluate(() => document.body.dataset.state) === "done", `a run after recovery failed: ${await page.textContent("#message")}`);

@@ -1,0 +1,250 @@
+//! What a reader can set on the sampling page, each rule defined once: the ranges and defaults
+//! ([`Limits`], which the page reads to build its controls), the URL rules ([`Controls::parse`],
+//! used for the address bar and for the form alike), and the settings a run is made of
+//! ([`Controls::settings`]). Platform-free, so every rule is tested natively.
+
+use serde::{Deserialize, Serialize};
+
+use crate::sampling::{ClassChoice, Method, SampleSettings};
+use crate::schedule::VarianceKind;
+
+/// Longest echo of a reader's value in a message: a hostile URL cannot flood the page.
+pub const ECHO_CHARS: usize = 40;
+
+/// A numeric control: its range, its slider step and its default.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct NumberLimit {
+    pub min: f64,
+    pub max: f64,
+    pub step: f64,
+    pub default: f64,
+    /// Only whole numbers.
+    pub integer: bool,
+}
+
+impl NumberLimit {
+    const fn real(min: f64, max: f64, step: f64, default: f64) -> Self {
+        Self { min, max, step, default, integer: false }
+    }
+    const fn whole(min: f64, max: f64, default: f64) -> Self {
+        Self { min, max, step: 1.0, default, integer: true }
+    }
+
+    /// The value if it is a number within the limit, else why not.
+    pub fn check(&self, name: &str, raw: &str) -> Result<f64, String> {
+        let value: f64 = raw.trim().parse().map_err(|_| format!("{name} must be a number, not \"{}\"", echo(raw)))?;
+        if !value.is_finite() || value < self.min || value > self.max || (self.integer && value.fract() != 0.0) {
+            let kind = if self.integer { "a whole number" } else { "a number" };
+            return Err(format!("{name} must be {kind} from {} to {}, not {}", self.min, self.max, echo(raw)));
+        }
+        Ok(value)
+    }
+}
+
+/// Every control's limits and defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Limits {
+    pub guidance: NumberLimit,
+    /// DDIM steps (DDPM always takes all T).
+    pub steps: NumberLimit,
+    pub eta: NumberLimit,
+    pub seed: NumberLimit,
+    pub every: NumberLimit,
+    /// CPU workers in the pool (`?workers=`); the page's default comes from the browser's cores.
+    pub workers: NumberLimit,
+    /// The grid sizes offered, and the default one.
+    pub grids: Vec<usize>,
+    pub default_grid: usize,
+    /// Default pool size is the browser's core count, capped here.
+    pub default_workers_cap: usize,
+}
+
+impl Limits {
+    /// The limits for a model with `timesteps` diffusion steps and default guidance `guidance`.
+    pub fn new(timesteps: usize, guidance: f64) -> Self {
+        Self {
+            guidance: NumberLimit::real(0.0, 10.0, 0.5, guidance),
+            steps: NumberLimit::whole(2.0, timesteps as f64, 50.0),
+            eta: NumberLimit::real(0.0, 1.0, 0.1, 0.0),
+            seed: NumberLimit::whole(0.0, u32::MAX as f64, 1.0),
+            every: NumberLimit::whole(1.0, timesteps as f64, 1.0),
+            workers: NumberLimit::whole(1.0, 16.0, 4.0),
+            grids: vec![1, 4, 16, 64],
+            default_grid: 4,
+            default_workers_cap: 8,
+        }
+    }
+}
+
+/// The sampler a run uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SamplerKind {
+    /// Ancestral sampling through all T steps (Ho et al., Algorithm 2).
+    Ddpm,
+    /// DDIM (Song et al.) over fewer steps, with stochasticity eta.
+    Ddim,
+}
+
+/// What the canvas shows at each drawn step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum View {
+    /// The current state x_{t-1}.
+    #[serde(rename = "xt")]
+    State,
+    /// The model's estimate of x_0.
+    #[serde(rename = "x0")]
+    PredictedX0,
+    /// The predicted noise eps (shown scaled into [-1, 1]).
+    #[serde(rename = "eps")]
+    PredictedNoise,
+}
+
+/// Every control of the sampling page, validated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Controls {
+    pub class: ClassChoice,
+    pub guidance: f64,
+    pub sampler: SamplerKind,
+    /// DDIM steps (ignored by DDPM).
+    pub steps: usize,
+    pub eta: f64,
+    pub seed: u64,
+    /// Images in the grid.
+    pub grid: usize,
+    /// Draw every k-th step.
+    pub every: usize,
+    pub view: View,
+}
+
+/// A control's value in the URL and in the form: "any", "none" or a digit.
+pub fn class_name(class: ClassChoice) -> String {
+    match class {
+        ClassChoice::AnyDigit => "any".into(),
+        ClassChoice::Unconditional => "none".into(),
+        ClassChoice::Digit(d) => d.to_string(),
+    }
+}
+
+/// `raw` cut to [`ECHO_CHARS`] characters with an ellipsis, for messages.
+pub fn echo(raw: &str) -> String {
+    let mut chars = raw.chars();
+    let head: String = chars.by_ref().take(ECHO_CHARS).collect();
+    if chars.next().is_some() { format!("{head}…") } else { head }
+}
+
+impl Controls {
+    pub fn defaults(limits: &Limits) -> Self {
+        Self {
+            class: ClassChoice::AnyDigit,
+            guidance: limits.guidance.default,
+            sampler: SamplerKind::Ddim,
+            steps: limits.steps.default as usize,
+            eta: limits.eta.default,
+            seed: limits.seed.default as u64,
+            grid: limits.default_grid,
+            every: limits.every.default as usize,
+            view: View::State,
+        }
+    }
+
+    /// Read controls from name/value pairs (the URL's query, or the form's fields). A missing
+    /// value keeps its default; a bad one keeps its default and adds a message. Other names are
+    /// ignored (the page's own `start`, `backend`, `workers`).
+    pub fn parse(pairs: &[(String, String)], limits: &Limits) -> (Self, Vec<String>) {
+        let mut c = Self::defaults(limits);
+        let mut problems = Vec::new();
+        let mut sampler_named = false;
+        for (name, raw) in pairs {
+            let result: Result<(), String> = match name.as_str() {
+                "digit" => match raw.trim() {
+                    "any" => Ok(c.class = ClassChoice::AnyDigit),
+                    "none" => Ok(c.class = ClassChoice::Unconditional),
+                    d if d.len() == 1 && d.as_bytes()[0].is_ascii_digit() => Ok(c.class = ClassChoice::Digit(d.parse().unwrap())),
+                    _ => Err(format!("digit must be any, none or 0-9, not {}", echo(raw))),
+                },
+                "guidance" => limits.guidance.check(name, raw).map(|v| c.guidance = v),
+                "sampler" => match raw.trim() {
+                    "ddpm" => Ok(c.sampler = SamplerKind::Ddpm),
+                    "ddim" => Ok(c.sampler = SamplerKind::Ddim),
+                    _ => Err(format!("sampler must be ddpm or ddim, not {}", echo(raw))),
+                }
+                .map(|()| sampler_named = true),
+                // Links from before the sampler had its own control said steps=0 for DDPM.
+                "steps" if raw.trim() == "0" => {
+                    if !sampler_named {
+                        c.sampler = SamplerKind::Ddpm;
+                    }
+                    Ok(())
+                }
+                "steps" => limits.steps.check(name, raw).map(|v| c.steps = v as usize),
+                "eta" => limits.eta.check(name, raw).map(|v| c.eta = v),
+                "seed" => limits.seed.check(name, raw).map(|v| c.seed = v as u64),
+                "count" => match raw.trim().parse::<usize>() {
+                    Ok(n) if limits.grids.contains(&n) => Ok(c.grid = n),
+                    _ => Err(format!("count must be one of {:?}, not {}", limits.grids, echo(raw))),
+                },
+                "every" => limits.every.check(name, raw).map(|v| c.every = v as usize),
+                "view" => match raw.trim() {
+                    "xt" => Ok(c.view = View::State),
+                    "x0" => Ok(c.view = View::PredictedX0),
+                    "eps" => Ok(c.view = View::PredictedNoise),
+                    _ => Err(format!("view must be xt, x0 or eps, not {}", echo(raw))),
+                },
+                _ => Ok(()),
+            };
+            if let Err(problem) = result {
+                problems.push(problem);
+            }
+        }
+        (c, problems)
+    }
+
+    /// The controls as name/value pairs, for a shareable URL; `parse` reads them back unchanged.
+    pub fn to_pairs(&self) -> Vec<(String, String)> {
+        let view = match self.view {
+            View::State => "xt",
+            View::PredictedX0 => "x0",
+            View::PredictedNoise => "eps",
+        };
+        let sampler = match self.sampler {
+            SamplerKind::Ddpm => "ddpm",
+            SamplerKind::Ddim => "ddim",
+        };
+        [
+            ("digit", class_name(self.class)),
+            ("guidance", self.guidance.to_string()),
+            ("sampler", sampler.into()),
+            ("steps", self.steps.to_string()),
+            ("eta", self.eta.to_string()),
+            ("seed", self.seed.to_string()),
+            ("count", self.grid.to_string()),
+            ("every", self.every.to_string()),
+            ("view", view.into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+
+    /// Checks values that came typed (not through `parse`) against the limits.
+    pub fn check(&self, limits: &Limits) -> Result<(), String> {
+        let (back, problems) = Self::parse(&self.to_pairs(), limits);
+        if !problems.is_empty() {
+            return Err(problems.join("; "));
+        }
+        if back != *self {
+            return Err("the controls do not survive a round trip through their own rules".into());
+        }
+        Ok(())
+    }
+
+    /// The sampler settings for cells `first_cell .. first_cell + count` of this run.
+    pub fn settings(&self, variance: VarianceKind, first_cell: usize, count: usize) -> SampleSettings {
+        let method = match self.sampler {
+            SamplerKind::Ddpm => Method::Ddpm { variance },
+            SamplerKind::Ddim => Method::Ddim { steps: self.steps, eta: self.eta },
+        };
+        SampleSettings { class: self.class, guidance: self.guidance, method, seed: self.seed, count, first_cell, clip_x0: true }
+    }
+}

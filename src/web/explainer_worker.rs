@@ -1,0 +1,357 @@
+//! The explainer's worker: every number and figure of the explainer page is computed here from
+//! the shipped model (`crate::explain`) and drawn into the canvases the page handed over. The
+//! ELBO sweep is split into chunks of t that any worker of the page's pool computes.
+
+use std::cell::RefCell;
+
+use burn::tensor::Tensor;
+use serde::{Deserialize, Serialize};
+use wasm_bindgen::prelude::*;
+use web_sys::OffscreenCanvas;
+
+use super::draw::{draw_chart, draw_field, draw_image};
+use super::session::{Session, read_f32};
+use crate::elbo::bits_per_dim;
+use crate::explain::{
+    ElboSummary, ExampleDigit, elbo_summary, elbo_terms, elbo_weighting, forward_sample, l2_distance, log_spaced_indices, loss_weights,
+    max_abs_diff, parse_example_digits, prior_term, rmse, running_sum, schedule_curves, signed_for_display, step_views, tweedie_error,
+};
+use crate::model::{NULL_CLASS, PIXELS};
+use crate::plot::{Axis, Chart, Scale, Series};
+use crate::protocol::{BackendInfo, BackendPreference, WeightFiles};
+use crate::schedule::{NoiseSchedule, ScheduleKind};
+use crate::toy::Mixture2d;
+
+/// Timesteps at which Tweedie's error is measured (one batched model call).
+const TWEEDIE_POINTS: usize = 25;
+const COLORS: [&str; 4] = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"];
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ExplainerRequest {
+    /// Choose the backend (`backend`), verify and decode the weights, read the example digits.
+    Init { backend: BackendPreference, files: WeightFiles, digits: String },
+    /// Shipped held-out digit `index`.
+    SelectDigit { index: usize },
+    /// A digit the reader drew: 784 grey levels, row-major.
+    UseDrawnDigit { levels: serde_bytes::ByteBuf },
+    /// Section 1 at t: x_0, x_t ~ q(x_t | x_0) and the schedule charts.
+    Forward { t: usize, seed: u32 },
+    /// Sections 3 and 5 at t.
+    Views { t: usize, seed: u32 },
+    /// Section 4: Tweedie's error over t, and the 2-D score fields at t.
+    Score { t: usize, seed: u32 },
+    /// L_T for image `x0`.
+    ElboPrior { x0: Vec<f32> },
+    /// L_{t-1} for t - 1 in `first .. first + count` (index 0 is L_0), for image `x0`, noise `seed`.
+    ElboTerms { x0: Vec<f32>, seed: u32, first: usize, count: usize },
+    /// The finished sweep's totals and charts.
+    ElboSummary { term_nats: Vec<f64>, simple: Vec<f64>, prior_nats: f64 },
+}
+
+/// alpha_bar_t, sqrt(alpha_bar_t) and SNR(t) of one schedule at the chosen t.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScheduleValues {
+    pub name: String,
+    pub alpha_bar: f64,
+    pub sqrt_alpha_bar: f64,
+    pub snr: f64,
+}
+
+/// What sections 3 and 5 print at one t.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ViewValues {
+    pub t: usize,
+    pub mean_diff_x0_route: f64,
+    pub mean_diff_score_route: f64,
+    pub route_max_diff: f64,
+    pub tweedie_vs_predicted_x0: f64,
+    pub tweedie_rmse: f64,
+    pub eps_peak: f32,
+    pub score_peak: f32,
+    pub weight_eps: f64,
+    pub weight_x0: f64,
+    pub weight_score: f64,
+    pub is_decoder: bool,
+    pub term_nats: f64,
+    pub term_bits: f64,
+    pub mean_distance: f64,
+    pub sigma2: f64,
+    pub posterior_variance: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ExplainerReply {
+    Ready { backend: BackendInfo, timesteps: usize, schedule: String, digit_labels: Vec<usize> },
+    /// The chosen image in model space (the page hands it to the sweep's workers).
+    Selected { x0: Vec<f32> },
+    Forward { schedules: Vec<ScheduleValues> },
+    Views { values: ViewValues },
+    Score { t: Vec<f64>, rmse: Vec<f64>, toy_max_diff: f64 },
+    ElboPrior { nats: f64 },
+    ElboTerms { first: usize, nats: Vec<f64>, simple: Vec<f64> },
+    ElboSummary { summary: ElboSummary },
+    Failed { message: String },
+}
+
+struct State {
+    session: Session,
+    digits: Vec<ExampleDigit>,
+    x0: Vec<f32>,
+}
+
+#[wasm_bindgen]
+#[derive(Default)]
+pub struct ExplainerWorker {
+    state: RefCell<Option<State>>,
+    canvases: RefCell<Option<js_sys::Object>>,
+}
+
+#[wasm_bindgen]
+impl ExplainerWorker {
+    #[wasm_bindgen(constructor)]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The page's canvases, transferred as `OffscreenCanvas`es and keyed by element id.
+    pub fn attach(&self, canvases: js_sys::Object) {
+        *self.canvases.borrow_mut() = Some(canvases);
+    }
+
+    /// Handle one request (an [`ExplainerRequest`]) and return its [`ExplainerReply`].
+    pub async fn handle(&self, request: JsValue) -> Result<JsValue, JsError> {
+        let reply = match serde_wasm_bindgen::from_value::<ExplainerRequest>(request) {
+            Ok(request) => self.reply(request).await.unwrap_or_else(|message| ExplainerReply::Failed { message }),
+            Err(e) => ExplainerReply::Failed { message: format!("malformed request: {e}") },
+        };
+        Ok(serde_wasm_bindgen::to_value(&reply)?)
+    }
+}
+
+impl ExplainerWorker {
+    fn canvas(&self, id: &str) -> Result<OffscreenCanvas, String> {
+        let canvases = self.canvases.borrow();
+        let canvases = canvases.as_ref().ok_or("this worker has no canvases")?;
+        js_sys::Reflect::get(canvases, &id.into()).ok().and_then(|c| c.dyn_into().ok()).ok_or_else(|| format!("no canvas '{id}'"))
+    }
+
+    fn check_t(&self, t: usize) -> Result<usize, String> {
+        let total = self.state.borrow().as_ref().map(|s| s.session.config.timesteps).unwrap_or(0);
+        if !(1..=total).contains(&t) {
+            return Err(format!("t = {t} is not in 1-{total}"));
+        }
+        Ok(t - 1)
+    }
+
+    async fn reply(&self, request: ExplainerRequest) -> Result<ExplainerReply, String> {
+        if let ExplainerRequest::Init { backend, files, digits } = request {
+            let session = Session::open(backend, files).await?;
+            let digits = parse_example_digits(&digits)?;
+            let reply = ExplainerReply::Ready {
+                backend: session.backend.info.clone(),
+                timesteps: session.config.timesteps,
+                schedule: session.config.schedule.name().into(),
+                digit_labels: digits.iter().map(|d| d.label).collect(),
+            };
+            let x0 = digits[0].to_model_space();
+            *self.state.borrow_mut() = Some(State { session, digits, x0 });
+            return Ok(reply);
+        }
+        if self.state.borrow().is_none() {
+            return Err("the worker is not initialised yet".into());
+        }
+        match request {
+            ExplainerRequest::Init { .. } => unreachable!("handled above"),
+            ExplainerRequest::SelectDigit { index } => {
+                let mut state = self.state.borrow_mut();
+                let state = state.as_mut().unwrap();
+                let digit = state.digits.get(index).ok_or_else(|| format!("no example digit {index}"))?;
+                state.x0 = digit.to_model_space();
+                Ok(ExplainerReply::Selected { x0: state.x0.clone() })
+            }
+            ExplainerRequest::UseDrawnDigit { levels } => {
+                if levels.len() != PIXELS {
+                    return Err(format!("a drawn digit has {PIXELS} pixels, not {}", levels.len()));
+                }
+                let mut state = self.state.borrow_mut();
+                let state = state.as_mut().unwrap();
+                state.x0 = crate::image::from_pixels(&levels);
+                Ok(ExplainerReply::Selected { x0: state.x0.clone() })
+            }
+            ExplainerRequest::Forward { t, seed } => self.forward(t, seed).await,
+            ExplainerRequest::Views { t, seed } => self.views(t, seed).await,
+            ExplainerRequest::Score { t, seed } => self.score(t, seed).await,
+            ExplainerRequest::ElboPrior { x0 } => {
+                let prior = {
+                    let state = self.state.borrow();
+                    let s = &state.as_ref().unwrap().session;
+                    prior_term(&s.schedule, &x0, &s.backend.device)
+                };
+                Ok(ExplainerReply::ElboPrior { nats: read_f32(prior).await?[0] as f64 })
+            }
+            ExplainerRequest::ElboTerms { x0, seed, first, count } => {
+                if x0.len() != PIXELS {
+                    return Err(format!("an image has {PIXELS} pixels, not {}", x0.len()));
+                }
+                let (terms, simple) = {
+                    let state = self.state.borrow();
+                    let s = &state.as_ref().unwrap().session;
+                    let total = s.config.timesteps;
+                    if count == 0 || first + count > total {
+                        return Err(format!("terms {first}..{} are not in 0..{total}", first + count));
+                    }
+                    let idx: Vec<usize> = (first..first + count).collect();
+                    elbo_terms(&s.unet, &s.schedule, s.config.variance, &x0, &idx, seed as u64, NULL_CLASS, &s.backend.device)
+                };
+                let nats = read_f32(terms).await?.iter().map(|v| *v as f64).collect();
+                let simple = read_f32(simple).await?.iter().map(|v| *v as f64).collect();
+                Ok(ExplainerReply::ElboTerms { first, nats, simple })
+            }
+            ExplainerRequest::ElboSummary { term_nats, simple, prior_nats } => self.elbo_summary(&term_nats, &simple, prior_nats),
+        }
+    }
+
+    async fn forward(&self, t: usize, seed: u32) -> Result<ExplainerReply, String> {
+        let i = self.check_t(t)?;
+        let (x0, x_t, total) = {
+            let state = self.state.borrow();
+            let state = state.as_ref().unwrap();
+            let s = &state.session;
+            (state.x0.clone(), forward_sample(&s.schedule, &state.x0, i, seed as u64, &s.backend.device), s.config.timesteps)
+        };
+        draw_image(&self.canvas("x0")?, &x0)?;
+        draw_image(&self.canvas("xt-forward")?, &read_f32(x_t).await?)?;
+        let schedules = [NoiseSchedule::new(ScheduleKind::DDPM_LINEAR, total), NoiseSchedule::new(ScheduleKind::COSINE, total)];
+        let curves: Vec<[Vec<f64>; 3]> = schedules.iter().map(schedule_curves).collect();
+        let line = |name: String, color: &str, v: &[f64]| Series { name, color: color.into(), points: v.iter().enumerate().map(|(k, y)| ((k + 1) as f64, *y)).collect() };
+        let t_axis = Axis::new("t", 1.0, total as f64, Scale::Linear);
+        let mut series = Vec::new();
+        for (k, (s, c)) in schedules.iter().zip(&curves).enumerate() {
+            series.push(line(format!("ᾱₜ {}", s.kind.name()), COLORS[k], &c[0]));
+            series.push(line(format!("√ᾱₜ {}", s.kind.name()), COLORS[k + 2], &c[1]));
+        }
+        let alpha = Chart { title: "ᾱₜ and √ᾱₜ".into(), x: t_axis.clone(), y: Axis::new("", 0.0, 1.0, Scale::Linear), series, marker: Some(t as f64) };
+        draw_chart(&self.canvas("alpha-chart")?, &alpha)?;
+        let series: Vec<Series> = schedules.iter().zip(&curves).enumerate().map(|(k, (s, c))| line(format!("SNR {}", s.kind.name()), COLORS[k], &c[2])).collect();
+        let snr = Chart {
+            title: "SNR(t) = ᾱₜ / (1 − ᾱₜ), log scale".into(),
+            y: Axis::fit("SNR", series.iter().flat_map(|s| s.points.iter().map(|p| p.1)).filter(|v| *v > 1e-8), Scale::Log),
+            x: t_axis,
+            series,
+            marker: Some(t as f64),
+        };
+        draw_chart(&self.canvas("snr-chart")?, &snr)?;
+        let schedules = schedules
+            .iter()
+            .zip(&curves)
+            .map(|(s, c)| ScheduleValues { name: s.kind.name().into(), alpha_bar: c[0][i], sqrt_alpha_bar: c[1][i], snr: c[2][i] })
+            .collect();
+        Ok(ExplainerReply::Forward { schedules })
+    }
+
+    async fn views(&self, t: usize, seed: u32) -> Result<ExplainerReply, String> {
+        let i = self.check_t(t)?;
+        let (stacked, term) = {
+            let state = self.state.borrow();
+            let state = state.as_ref().unwrap();
+            let s = &state.session;
+            let v = step_views(&s.unet, &s.schedule, s.config.variance, &state.x0, i, seed as u64, NULL_CLASS, &s.backend.device);
+            // One readback for all ten images.
+            let stacked = Tensor::cat(vec![v.x0, v.x_t, v.eps, v.x0_pred, v.score, v.mean_via_eps, v.mean_via_x0, v.mean_via_score, v.tweedie_x0, v.posterior_mean], 0);
+            (stacked, v.term)
+        };
+        let all = read_f32(stacked).await?;
+        let term_nats = read_f32(term).await?[0] as f64;
+        let img = |k: usize| &all[k * PIXELS..(k + 1) * PIXELS];
+        let (x0, x_t, eps, x0_pred, score, mu_eps, mu_x0, mu_score, tweedie, posterior) =
+            (img(0), img(1), img(2), img(3), img(4), img(5), img(6), img(7), img(8), img(9));
+        let (eps_shown, eps_peak) = signed_for_display(eps);
+        let (score_shown, score_peak) = signed_for_display(score);
+        draw_image(&self.canvas("v-xt")?, x_t)?;
+        draw_image(&self.canvas("v-eps")?, &eps_shown)?;
+        draw_image(&self.canvas("v-x0")?, x0_pred)?;
+        draw_image(&self.canvas("v-score")?, &score_shown)?;
+        draw_image(&self.canvas("v-posterior")?, posterior)?;
+        draw_image(&self.canvas("v-model")?, mu_eps)?;
+        let state = self.state.borrow();
+        let s = &state.as_ref().unwrap().session;
+        let [weight_eps, weight_x0, weight_score] = loss_weights(&s.schedule, s.config.variance, i);
+        Ok(ExplainerReply::Views {
+            values: ViewValues {
+                t,
+                mean_diff_x0_route: max_abs_diff(mu_eps, mu_x0),
+                mean_diff_score_route: max_abs_diff(mu_eps, mu_score),
+                route_max_diff: max_abs_diff(mu_eps, mu_x0).max(max_abs_diff(mu_eps, mu_score)).max(max_abs_diff(mu_x0, mu_score)),
+                tweedie_vs_predicted_x0: max_abs_diff(tweedie, x0_pred),
+                tweedie_rmse: rmse(tweedie, x0),
+                eps_peak,
+                score_peak,
+                weight_eps,
+                weight_x0,
+                weight_score,
+                is_decoder: i == 0,
+                term_nats,
+                term_bits: bits_per_dim(term_nats, PIXELS),
+                mean_distance: l2_distance(mu_eps, posterior),
+                sigma2: s.schedule.reverse_variance(s.config.variance, i),
+                posterior_variance: s.schedule.posterior_variance[i],
+            },
+        })
+    }
+
+    async fn score(&self, t: usize, seed: u32) -> Result<ExplainerReply, String> {
+        let i = self.check_t(t)?;
+        let (errors, idx, total, alpha_bar) = {
+            let state = self.state.borrow();
+            let state = state.as_ref().unwrap();
+            let s = &state.session;
+            let total = s.config.timesteps;
+            let idx = log_spaced_indices(total, TWEEDIE_POINTS);
+            (tweedie_error(&s.unet, &s.schedule, &state.x0, &idx, seed as u64, NULL_CLASS, &s.backend.device), idx, total, s.schedule.alpha_bar[i])
+        };
+        let rmse: Vec<f64> = read_f32(errors).await?.iter().map(|v| *v as f64).collect();
+        let ts: Vec<f64> = idx.iter().map(|i| (i + 1) as f64).collect();
+        let chart = Chart {
+            title: "Tweedie's estimate E[x₀ | xₜ] against the true x₀".into(),
+            x: Axis::new("t", 1.0, total as f64, Scale::Log),
+            y: Axis::fit("RMSE", rmse.iter().copied(), Scale::Linear),
+            series: vec![Series { name: "RMSE of Tweedie's x̂₀ against x₀".into(), color: COLORS[0].into(), points: ts.iter().copied().zip(rmse.iter().copied()).collect() }],
+            marker: Some(t as f64),
+        };
+        draw_chart(&self.canvas("tweedie-chart")?, &chart)?;
+        let m = Mixture2d::example();
+        draw_field(&self.canvas("toy-formula")?, &m, alpha_bar, &|x| m.score_via_tweedie(x, alpha_bar))?;
+        draw_field(&self.canvas("toy-exact")?, &m, alpha_bar, &|x| m.score(x, alpha_bar))?;
+        Ok(ExplainerReply::Score { t: ts, rmse, toy_max_diff: m.tweedie_field_error(alpha_bar) })
+    }
+
+    fn elbo_summary(&self, term_nats: &[f64], simple: &[f64], prior_nats: f64) -> Result<ExplainerReply, String> {
+        let state = self.state.borrow();
+        let s = &state.as_ref().unwrap().session;
+        let total = s.config.timesteps;
+        if term_nats.len() != total || simple.len() != total || term_nats.iter().chain(simple).any(|v| !v.is_finite()) {
+            return Err(format!("an ELBO sweep has {total} finite terms"));
+        }
+        let summary = elbo_summary(term_nats, prior_nats, simple);
+        let bits: Vec<f64> = term_nats.iter().map(|n| bits_per_dim(*n, PIXELS)).collect();
+        let points = |v: &[f64]| v.iter().enumerate().map(|(k, y)| ((k + 1) as f64, *y)).collect::<Vec<_>>();
+        let series = vec![
+            Series { name: "Lₜ₋₁ (L₀ at t = 1)".into(), color: COLORS[0].into(), points: points(&bits) },
+            Series { name: "running sum".into(), color: COLORS[1].into(), points: points(&running_sum(&bits)) },
+        ];
+        let y = Axis::fit("bits/dim", series.iter().flat_map(|s| s.points.iter().map(|p| p.1)), Scale::Log);
+        let t_axis = Axis::new("t", 1.0, total as f64, Scale::Log);
+        draw_chart(&self.canvas("elbo-chart")?, &Chart { title: "ELBO terms per t (bits/dim, log–log)".into(), x: t_axis.clone(), y, series, marker: None })?;
+        let (lambda, weighted) = elbo_weighting(&s.schedule, s.config.variance, simple);
+        let series = vec![
+            Series { name: "‖ε − ε_θ‖² per pixel (weight 1 in L_simple)".into(), color: COLORS[2].into(), points: points(simple) },
+            Series { name: "ELBO weight λₜ".into(), color: COLORS[3].into(), points: points(&lambda) },
+            Series { name: "λₜ‖ε − ε_θ‖² (bits/dim)".into(), color: COLORS[0].into(), points: points(&weighted) },
+        ];
+        let y = Axis::fit("", series.iter().flat_map(|s| s.points.iter().map(|p| p.1)), Scale::Log);
+        draw_chart(&self.canvas("weights-chart")?, &Chart { title: "L_simple against the ELBO's weighting".into(), x: t_axis, y, series, marker: None })?;
+        Ok(ExplainerReply::ElboSummary { summary })
+    }
+}

@@ -1,0 +1,42 @@
+//! What every worker holds: its backend and the verified, decoded networks. The page fetches the
+//! files once and hands each worker the bytes; the worker checks them against the manifest
+//! (size and SHA-256) before decoding.
+
+use burn::tensor::Tensor;
+
+use super::backend::{Backend, init_backend};
+use crate::classifier::Classifier;
+use crate::config::DdpmConfig;
+use crate::model::UNet;
+use crate::protocol::{BackendPreference, WeightFiles};
+use crate::schedule::NoiseSchedule;
+use crate::weights::{CLASSIFIER_FILE, Manifest, UNET_FILE, load_module, load_unet, verify};
+
+pub struct Session {
+    pub backend: Backend,
+    pub config: DdpmConfig,
+    pub schedule: NoiseSchedule,
+    pub unet: UNet,
+    pub classifier: Classifier,
+}
+
+impl Session {
+    pub async fn open(preference: BackendPreference, files: WeightFiles) -> Result<Self, String> {
+        let backend = init_backend(preference).await;
+        let manifest = Manifest::parse(&files.manifest).map_err(|e| e.to_string())?;
+        let entry = manifest.file(UNET_FILE).map_err(|e| e.to_string())?;
+        let unet = load_unet(&manifest.config, entry, files.unet.into_vec(), &backend.device).map_err(|e| e.to_string())?;
+        let entry = manifest.file(CLASSIFIER_FILE).map_err(|e| e.to_string())?;
+        let bytes = files.classifier.into_vec();
+        verify(entry, &bytes).map_err(|e| e.to_string())?;
+        let classifier = load_module(Classifier::new(&backend.device), bytes).map_err(|e| e.to_string())?;
+        let config = manifest.config.clone();
+        Ok(Self { backend, schedule: config.schedule(), config, unet, classifier })
+    }
+}
+
+/// Read a tensor to the host (the only way that works on WebGPU).
+pub async fn read_f32<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>, String> {
+    let data = t.into_data_async().await.map_err(|e| format!("reading a tensor failed: {e:?}"))?;
+    data.try_to_vec::<f32>().map_err(|e| format!("unexpected tensor data: {e:?}"))
+}

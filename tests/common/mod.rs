@@ -1,0 +1,44 @@
+//! Helpers the native test files share: the CPU device, tensor reads, and the shipped weights.
+#![allow(dead_code)] // each test file uses its own subset
+
+use std::path::Path;
+
+use burn::module::Module;
+use burn::tensor::{Device, Tensor};
+use ddpm_web::classifier::Classifier;
+use ddpm_web::model::UNet;
+use ddpm_web::weights::{CLASSIFIER_FILE, MANIFEST, Manifest, UNET_FILE, load_module, verify};
+
+pub fn dev() -> Device {
+    Device::flex()
+}
+
+/// A tensor's values on the host (native code may read synchronously).
+pub fn read<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().try_to_vec::<f32>().unwrap()
+}
+
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+pub fn shipped_manifest() -> Manifest {
+    Manifest::parse(&std::fs::read_to_string(Path::new("weights").join(MANIFEST)).expect("weights/manifest.json")).unwrap()
+}
+
+/// A file of `weights/`, checked against the manifest.
+pub fn shipped_bytes(m: &Manifest, name: &str) -> Vec<u8> {
+    let data = std::fs::read(Path::new("weights").join(name)).unwrap_or_else(|e| panic!("weights/{name}: {e}"));
+    verify(m.file(name).unwrap(), &data).unwrap();
+    data
+}
+
+/// The shipped manifest, U-Net and classifier on the CPU.
+pub fn shipped_models() -> (Manifest, UNet, Classifier) {
+    let m = shipped_manifest();
+    let unet = load_module(UNet::new(&m.config.model, &dev()), shipped_bytes(&m, UNET_FILE)).unwrap();
+    let classifier = load_module(Classifier::new(&dev()), shipped_bytes(&m, CLASSIFIER_FILE)).unwrap();
+    assert_eq!(unet.num_params(), m.parameters);
+    (m, unet, classifier)
+}

@@ -1,0 +1,53 @@
+// Downloads with real progress (bytes from the response stream), for the wasm module and the
+// weights. The page fetches each file once and hands the bytes to its workers.
+
+export async function fetchBytes(url, onProgress) {
+  let response;
+  try { response = await fetch(url); } catch (e) { throw new Error(`cannot fetch ${url}: ${e.message || e}`); }
+  if (!response.ok) throw new Error(`${url}: HTTP ${response.status} ${response.statusText}`);
+  const total = Number(response.headers.get("content-length")) || 0;
+  if (!response.body) {
+    const bytes = new Uint8Array(await response.arrayBuffer());
+    onProgress(bytes.length, bytes.length);
+    return bytes;
+  }
+  const reader = response.body.getReader();
+  const chunks = [];
+  let received = 0;
+  for (;;) {
+    let part;
+    try { part = await reader.read(); } catch (e) { throw new Error(`${url}: download interrupted (${e.message || e})`); }
+    if (part.done) break;
+    chunks.push(part.value);
+    received += part.value.length;
+    onProgress(received, total);
+  }
+  const bytes = new Uint8Array(received);
+  let offset = 0;
+  for (const chunk of chunks) { bytes.set(chunk, offset); offset += chunk.length; }
+  return bytes;
+}
+
+export const megabytes = (n) => `${(n / 1e6).toFixed(1)} MB`;
+
+// Fetch the app's wasm and the weights under `base`, reporting "what, bytes, of" as they come.
+// Resolves with the compiled module and the files every worker needs.
+export async function loadAssets(base, report) {
+  const manifestText = new TextDecoder().decode(await fetchBytes(`${base}/manifest.json`, () => {}));
+  let manifest;
+  try { manifest = JSON.parse(manifestText); } catch (e) { throw new Error(`manifest.json is malformed: ${e.message}`); }
+  const size = (name) => (manifest.files || []).find((f) => f.name === name)?.bytes || 0;
+  const parts = { wasm: [0, 0], unet: [0, size("unet.bpk")], classifier: [0, size("classifier.bpk")] };
+  const update = (key) => (received, total) => {
+    parts[key] = [received, total || parts[key][1]];
+    report(parts);
+  };
+  const [wasmBytes, unet, classifier] = await Promise.all([
+    fetchBytes(new URL("../ddpm-web_bg.wasm", import.meta.url).href, update("wasm")),
+    fetchBytes(`${base}/unet.bpk`, update("unet")),
+    fetchBytes(`${base}/classifier.bpk`, update("classifier")),
+  ]);
+  // Compiled once, off the main thread (the async API), and shared with every worker.
+  const module = await WebAssembly.compile(wasmBytes);
+  return { module, files: { manifest: manifestText, unet, classifier } };
+}

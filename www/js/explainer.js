@@ -1,0 +1,252 @@
+// The explainer page: controls and text. Every number and figure is computed in workers
+// (js/explainer-worker.js): the first draws into the page's canvases; on the CPU the ELBO sweep is
+// split in chunks of t across all of them.
+import { fetchBytes, loadAssets, megabytes } from "./download.js";
+import { WorkerClient, WorkerFailure } from "./pool.js";
+
+const WORKER = new URL("./explainer-worker.js", import.meta.url);
+const ELBO_CHUNK = 50;   // timesteps per request: the progress bar moves as chunks finish
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+const fmt = (v, digits = 4) => Number.isFinite(v) ? (Math.abs(v) >= 1e-3 && Math.abs(v) < 1e4 ? v.toFixed(digits) : v.toExponential(2)) : String(v);
+const showMessage = (text, error = false) => { $("message").textContent = text; $("message").className = error ? "error" : ""; };
+const errorText = (e) => String(e && e.message ? e.message : e);
+const fail = (e) => { showMessage(errorText(e), true); document.body.dataset.state = "error"; };
+const ready = (id, value) => { $(id).dataset.ready = value ? "1" : "0"; };
+const echo = (raw) => (raw.length > 40 ? raw.slice(0, 40) + "…" : raw);
+
+const CANVASES = ["x0", "xt-forward", "alpha-chart", "snr-chart", "elbo-chart", "weights-chart", "v-xt", "v-eps", "v-x0",
+  "v-score", "v-posterior", "v-model", "tweedie-chart", "toy-formula", "toy-exact"];
+let lead = null;        // draws and computes the per-t sections
+let sweepers = [];      // compute ELBO chunks (the lead among them)
+let info = null;
+let x0 = null;          // the chosen image in model space, for the sweep's workers
+let digitKey = "";      // which image the sections show: a shipped index, or the n-th drawing
+let drawings = 0;
+// What the sections computed last, for readers of the console and for the tests. The spread of
+// the bound is kept per image: a draw of one digit never mixes into another's.
+const results = { elboDraws: [], drawsByImage: {} };
+window.explainer = { results, get workers() { return sweepers.length; } };
+
+// One computation at a time; a newer request replaces a queued one (sliders fire often).
+function serial() {
+  let running = null, queued = null;
+  return function run(task) {
+    if (running) { queued = task; return running; }
+    running = (async () => {
+      try { await task(); } catch (e) { if (!(e instanceof WorkerFailure && e.fatal)) fail(e); }
+      running = null;
+      if (queued) { const next = queued; queued = null; run(next); }
+    })();
+    return running;
+  };
+}
+const views = serial();
+const t = () => +$("t").value;
+const seed = () => +$("seed").value;
+
+async function updateForward() {
+  ready("forward", false);
+  const { schedules } = await lead.request({ type: "forward", t: t(), seed: seed() });
+  const [a, b] = schedules;
+  $("schedule-values").textContent = `At t = ${t()}: ${a.name} ᾱ = ${fmt(a.alpha_bar)}, √ᾱ = ${fmt(a.sqrt_alpha_bar)}, SNR = ${fmt(a.snr)}; `
+    + `${b.name} ᾱ = ${fmt(b.alpha_bar)}, √ᾱ = ${fmt(b.sqrt_alpha_bar)}, SNR = ${fmt(b.snr)}. The model uses the ${info.schedule} schedule.`;
+  $("xt-forward").setAttribute("aria-label", `The digit with noise added up to t = ${t()}`);
+  ready("forward", true);
+}
+
+async function updateViews() {
+  ready("params", false); ready("step", false); ready("score", false);
+  const { values: v } = await lead.request({ type: "views", t: t(), seed: seed() });
+  results.views = v;
+  $("cap-eps").textContent = `ε_θ(x_t, t), shown ÷ ${fmt(v.eps_peak, 2)}`;
+  $("cap-score").textContent = `s_θ ≈ ∇ log q_t, shown ÷ ${fmt(v.score_peak, 2)}`;
+  $("params-values").textContent = `μ_θ through the noise, through x̂₀ and through the score: largest difference between any two routes ${fmt(v.route_max_diff)} `
+    + `(x̂₀ route vs ε route ${fmt(v.mean_diff_x0_route)}, score route vs ε route ${fmt(v.mean_diff_score_route)}). `
+    + (v.is_decoder ? "At t = 1 the bound's term is the decoder L₀, not a KL. " : `Weight each route's squared error gets in Lₜ₋₁ at this t (σₜ² = ${fmt(v.sigma2)}): `
+      + `ε: λ = β²/(2σ²α(1−ᾱ)) = ${fmt(v.weight_eps)}; x₀: ᾱₜ₋₁β²/(2σ²(1−ᾱ)²) = ${fmt(v.weight_x0)}; score: β²/(2σ²α) = ${fmt(v.weight_score)}. L_simple uses weight 1 on the ε error at every t.`);
+  const term = v.is_decoder ? `L₀ = −log p_θ(x₀ | x₁) = ${fmt(v.term_nats)} nats = ${fmt(v.term_bits)} bits/dim`
+    : `KL(q(xₜ₋₁ | xₜ, x₀) ‖ p_θ(xₜ₋₁ | xₜ)) = Lₜ₋₁ = ${fmt(v.term_nats)} nats = ${fmt(v.term_bits)} bits/dim`;
+  $("step-values").textContent = `${term}. ‖μ̃ − μ_θ‖ = ${fmt(v.mean_distance)}; variances: posterior β̃ₜ = ${fmt(v.posterior_variance)}, model σₜ² = ${fmt(v.sigma2)}.`;
+  ready("params", true); ready("step", true);
+  const score = await lead.request({ type: "score", t: t(), seed: seed() });
+  results.tweedie = { t: score.t, rmse: score.rmse };
+  results.toyMaxDiff = score.toy_max_diff;
+  $("tweedie-values").textContent = `At t = ${t()}: Tweedie's x̂₀ differs from the network's x̂₀ by at most ${fmt(v.tweedie_vs_predicted_x0)} (they are one formula), and from the true x₀ by RMSE ${fmt(v.tweedie_rmse)}.`;
+  $("toy-values").textContent = `Largest difference between the two fields over the 15×15 grid: ${fmt(score.toy_max_diff)}.`;
+  ready("score", true);
+}
+
+// The ELBO sweep: chunks of t handed to whichever worker is free; a sweep that is superseded
+// (another digit, another draw) stops handing out chunks and adds nothing.
+let elboGeneration = 0;
+async function runElbo(newNoise) {
+  const mine = ++elboGeneration;
+  const key = digitKey, image = x0;
+  ready("elbo", false);
+  const draws = (results.drawsByImage[key] ??= []);
+  // Each draw of an image has its own noise seed; the same seed again replaces its draw.
+  const drawSeed = newNoise ? Math.max(seed(), ...draws.map((d) => d.seed)) + 1 : seed();
+  const total = info.timesteps;
+  const termNats = new Array(total).fill(NaN), simple = new Array(total).fill(NaN);
+  let next = 0, done = 0;
+  const start = performance.now();
+  const priorPromise = lead.request({ type: "elbo_prior", x0: image });
+  const work = async (client) => {
+    while (next < total && mine === elboGeneration) {
+      const first = next;
+      const count = Math.min(ELBO_CHUNK, total - first);
+      next += count;
+      const r = await client.request({ type: "elbo_terms", x0: image, seed: drawSeed, first, count });
+      if (mine !== elboGeneration) return;
+      r.nats.forEach((v, k) => { termNats[first + k] = v; });
+      r.simple.forEach((v, k) => { simple[first + k] = v; });
+      done += count;
+      $("elbo-progress").value = done;
+      $("elbo-status").textContent = `${done} of ${total} terms (${((performance.now() - start) / 1000).toFixed(1)} s, ${sweepers.length} worker${sweepers.length === 1 ? "" : "s"})`;
+    }
+  };
+  await Promise.all(sweepers.map(work));
+  const prior = await priorPromise;
+  if (mine !== elboGeneration) return;
+  results.elboSeconds = (performance.now() - start) / 1000;
+  const { summary: s } = await lead.request({ type: "elbo_summary", term_nats: termNats, simple, prior_nats: prior.nats });
+  if (mine !== elboGeneration) return;
+  results.elbo = s;
+  const again = draws.findIndex((d) => d.seed === drawSeed);
+  if (again >= 0) draws[again] = { seed: drawSeed, bits: s.total_bits };
+  else draws.push({ seed: drawSeed, bits: s.total_bits });
+  results.elboDraws = draws.map((d) => d.bits);
+  $("elbo-values").textContent = `NLL bound for this digit: ${fmt(s.total_bits)} bits/dim = L_T ${fmt(s.prior_bits, 6)} + Σ Lₜ₋₁ ${fmt(s.diffusion_bits)} + L₀ ${fmt(s.decoder_bits)}. `
+    + `L_simple (mean ‖ε − ε_θ‖² per pixel over t) = ${fmt(s.simple)}.`;
+  const d = results.elboDraws, n = d.length, mean = d.reduce((a, b) => a + b, 0) / n;
+  const sd = n > 1 ? Math.sqrt(d.reduce((a, b) => a + (b - mean) ** 2, 0) / (n - 1)) : NaN;
+  $("elbo-draws").textContent = n > 1 ? `Over ${n} noise draws of this image: ${fmt(mean)} ± ${fmt(sd)} bits/dim (mean ± sd); draws ${d.map((x) => fmt(x, 3)).join(", ")}.`
+    : "One noise draw of this image so far: redraw to see the spread of this one-sample estimate.";
+  $("elbo-chart").setAttribute("aria-label", `ELBO terms per t for this image: bound ${fmt(s.total_bits)} bits/dim`);
+  ready("elbo", true);
+}
+const elboQueue = serial();
+
+function validateUrl() {
+  const problems = [];
+  const digit = params.get("digit");
+  if (digit !== null) {
+    if (/^\d+$/.test(digit) && +digit < info.digit_labels.length) $("digit").value = digit;
+    else problems.push(`digit=${echo(digit)} is not one of 0-${info.digit_labels.length - 1}; using 0`);
+  }
+  for (const [name, max] of [["t", info.timesteps], ["seed", 4294967295]]) {
+    const raw = params.get(name);
+    if (raw === null) continue;
+    if (/^\d+$/.test(raw) && +raw >= (name === "t" ? 1 : 0) && +raw <= max) $(name).value = raw;
+    else problems.push(`${name}=${echo(raw)} is out of range; using ${$(name).value}`);
+  }
+  return problems;
+}
+
+// The drawing pad: white strokes on black, averaged down to 28x28 grey levels. Arrow keys move a
+// pen and Space draws, for readers without a pointer.
+function setupPad() {
+  const pad = $("pad"), ctx = pad.getContext("2d");
+  const clear = () => { ctx.fillStyle = "#000"; ctx.fillRect(0, 0, pad.width, pad.height); };
+  clear();
+  let drawing = false;
+  const pen = { x: pad.width / 2, y: pad.height / 2 };
+  const stroke = (from, to) => {
+    ctx.strokeStyle = "#fff"; ctx.lineWidth = 22; ctx.lineCap = "round"; ctx.lineJoin = "round";
+    ctx.beginPath(); ctx.moveTo(from.x, from.y); ctx.lineTo(to.x, to.y); ctx.stroke();
+  };
+  const at = (e) => { const r = pad.getBoundingClientRect(); return { x: (e.clientX - r.left) * pad.width / r.width, y: (e.clientY - r.top) * pad.height / r.height }; };
+  let last = null;
+  pad.addEventListener("pointerdown", (e) => { drawing = true; last = at(e); stroke(last, last); });
+  pad.addEventListener("pointermove", (e) => { if (!drawing) return; const p = at(e); stroke(last, p); last = p; });
+  addEventListener("pointerup", () => { drawing = false; });
+  pad.addEventListener("keydown", (e) => {
+    const step = 14, moves = { ArrowLeft: [-step, 0], ArrowRight: [step, 0], ArrowUp: [0, -step], ArrowDown: [0, step] };
+    if (e.key === " ") { stroke(pen, pen); e.preventDefault(); return; }
+    const m = moves[e.key];
+    if (!m) return;
+    e.preventDefault();
+    const to = { x: Math.min(pad.width, Math.max(0, pen.x + m[0])), y: Math.min(pad.height, Math.max(0, pen.y + m[1])) };
+    if (e.shiftKey) stroke(pen, to);
+    Object.assign(pen, to);
+  });
+  $("clear-drawing").addEventListener("click", clear);
+  $("use-drawing").addEventListener("click", async () => {
+    const rgba = ctx.getImageData(0, 0, pad.width, pad.height).data, k = pad.width / 28;
+    const levels = new Uint8Array(784);
+    for (let y = 0; y < 28; y++) for (let x = 0; x < 28; x++) {
+      let sum = 0;
+      for (let dy = 0; dy < k; dy++) for (let dx = 0; dx < k; dx++) sum += rgba[((y * k + dy) * pad.width + x * k + dx) * 4];
+      levels[y * 28 + x] = Math.round(sum / (k * k));
+    }
+    try {
+      x0 = (await lead.request({ type: "use_drawn_digit", levels })).x0;
+      digitKey = `drawing ${++drawings}`;
+    } catch (e) { fail(e); return; }
+    refreshAll();
+  });
+}
+
+const updateAll = async () => { await updateForward(); await updateViews(); };
+function refreshAll() {
+  views(updateAll);
+  elboGeneration += 1;   // a running sweep of the previous image stops handing out chunks
+  elboQueue(() => runElbo(false));
+}
+
+async function selectDigit() {
+  x0 = (await lead.request({ type: "select_digit", index: +$("digit").value })).x0;
+  digitKey = `digit ${$("digit").value}`;
+}
+
+async function boot() {
+  const backendParam = params.get("backend") ?? "";
+  const problems = [];
+  let backend = "auto";
+  if (["cpu", "webgpu"].includes(backendParam)) backend = backendParam;
+  else if (backendParam && backendParam !== "auto") problems.push(`backend=${echo(backendParam)} is not cpu or webgpu; chose automatically`);
+  const [assets, digits] = await Promise.all([
+    loadAssets("weights", (parts) => {
+      const got = parts.wasm[0] + parts.unet[0] + parts.classifier[0], total = parts.wasm[1] + parts.unet[1] + parts.classifier[1];
+      showMessage(`Downloading the app and the model: ${megabytes(got)}${total ? ` of ${megabytes(total)}` : ""}.`);
+    }),
+    fetchBytes("digits.json", () => {}).then((b) => new TextDecoder().decode(b)),
+  ]);
+  const onFatal = (message) => fail(`${message}. Reload the page to start again.`);
+  lead = new WorkerClient(WORKER, assets.module, onFatal);
+  lead.attachCanvases(Object.fromEntries(CANVASES.map((id) => [id, $(id)])));
+  info = await lead.request({ type: "init", backend, files: assets.files, digits });
+  sweepers = [lead];
+  if (info.backend.kind === "cpu") {
+    const raw = params.get("workers");
+    let wanted = Math.max(1, Math.min(navigator.hardwareConcurrency || 1, 8));
+    if (raw !== null) {
+      if (/^\d+$/.test(raw) && +raw >= 1 && +raw <= 16) wanted = +raw;
+      else problems.push(`workers=${echo(raw)} is not 1-16; using ${wanted}`);
+    }
+    const helpers = Array.from({ length: wanted - 1 }, () => new WorkerClient(WORKER, assets.module, onFatal));
+    const settled = await Promise.allSettled(helpers.map((h) => h.request({ type: "init", backend: "cpu", files: assets.files, digits })));
+    settled.forEach((r, k) => { if (r.status === "fulfilled") sweepers.push(helpers[k]); else helpers[k].terminate(); });
+  }
+  document.body.dataset.backend = info.backend.kind;
+  $("backend").textContent = info.backend.kind === "webgpu" ? `Computing on WebGPU (${info.backend.adapter}).`
+    : `Computing on the CPU (WebAssembly, ${sweepers.length} worker${sweepers.length === 1 ? "" : "s"}).`
+      + (info.backend.fallback_reason ? ` WebGPU is not used: ${info.backend.fallback_reason}.` : "");
+  $("backend").className = info.backend.fallback_reason ? "fallback" : "";
+  info.digit_labels.forEach((label, k) => $("digit").add(new Option(`held-out digit ${label}`, String(k))));
+  $("t").max = String(info.timesteps);
+  problems.push(...validateUrl());
+  showMessage(problems.length ? problems.join(". ") + "." : "Ready.");
+  $("t-value").textContent = `t = ${t()}`;
+  await selectDigit();
+  document.body.dataset.state = "ready";
+  setupPad();
+  $("digit").addEventListener("change", async () => { try { await selectDigit(); refreshAll(); } catch (e) { fail(e); } });
+  $("t").addEventListener("input", () => { $("t-value").textContent = `t = ${t()}`; views(updateAll); });
+  $("seed").addEventListener("change", () => views(updateAll));
+  $("elbo-redraw").addEventListener("click", () => { elboGeneration += 1; elboQueue(() => runElbo(true)); });
+  refreshAll();
+}
+
+boot().catch(fail);

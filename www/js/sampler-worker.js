@@ -1,0 +1,6 @@
+// The sampling page's worker: loads its own instance of the wasm module and answers the page's
+// requests one at a time with Rust's SamplerWorker. All model work happens here.
+import init, { SamplerWorker } from "../ddpm-web.js";
+import { serveRequests } from "./worker-host.js";
+
+serveRequests(init, () => new SamplerWorker());

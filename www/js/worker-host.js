@@ -1,0 +1,60 @@
+// What every worker script shares: it instantiates the wasm module the page compiled, answers
+// requests in order, watches its WebGPU devices for loss, and reports a trap (a Rust panic) so
+// the page can replace it.
+// Envelope: page -> worker {module} (first) | {canvases} | {id, request} | {control: "lose_device"};
+//           worker -> page {id, reply} | {id, trap} | {lost}.
+
+const devices = [];
+// WebGPU calls made by this worker, for the benchmark (scripts/bench.sh): kernel launches,
+// queue submits, buffer reads and writes. Counting is one increment per call.
+const gpuCalls = { dispatches: 0, submits: 0, reads: 0, writes: 0, buffers: 0 };
+if (self.GPUComputePassEncoder) {
+  const wrap = (proto, method, key) => {
+    const original = proto[method];
+    proto[method] = function (...args) { gpuCalls[key]++; return original.apply(this, args); };
+  };
+  wrap(GPUComputePassEncoder.prototype, "dispatchWorkgroups", "dispatches");
+  wrap(GPUComputePassEncoder.prototype, "dispatchWorkgroupsIndirect", "dispatches");
+  wrap(GPUQueue.prototype, "submit", "submits");
+  wrap(GPUBuffer.prototype, "mapAsync", "reads");
+  wrap(GPUQueue.prototype, "writeBuffer", "writes");
+  wrap(GPUDevice.prototype, "createBuffer", "buffers");
+}
+if (self.GPUAdapter) {
+  // wgpu does not report a lost device to Burn, so the worker listens itself.
+  const requestDevice = GPUAdapter.prototype.requestDevice;
+  GPUAdapter.prototype.requestDevice = async function (...args) {
+    const device = await requestDevice.apply(this, args);
+    devices.push(device);
+    device.lost.then((info) => {
+      const detail = `${info.reason || "unknown"}${info.message ? ": " + info.message : ""}`;
+      postMessage({ lost: `The WebGPU device was lost (${detail})` });
+    });
+    return device;
+  };
+}
+
+export function serveRequests(init, create) {
+  let provide;
+  const ready = new Promise((resolve) => { provide = resolve; })
+    .then((module) => init({ module_or_path: module }))
+    .then(create);
+  let queue = Promise.resolve();
+  self.onmessage = (event) => {
+    const { id, request, control, module, canvases } = event.data;
+    if (module) { provide(module); return; }
+    // OffscreenCanvases the page transferred: the handler draws into them.
+    if (canvases) { queue = queue.then(async () => (await ready).attach(canvases)); return; }
+    // Simulates a driver reset, to test the page's recovery.
+    if (control === "lose_device") { devices.forEach((d) => d.destroy()); return; }
+    if (control === "gpu_calls") { queue = queue.then(() => postMessage({ id, reply: { ...gpuCalls } })); return; }
+    queue = queue.then(async () => {
+      try {
+        const handler = await ready;
+        postMessage({ id, reply: await handler.handle(request) });
+      } catch (e) {
+        postMessage({ id, trap: String(e && e.message ? e.message : e) });
+      }
+    });
+  };
+}
