@@ -3,8 +3,9 @@
 #   1. the native suite (`cargo test`): maths, model, weights, data, sampler;
 #   2. the browser suite (wasm-bindgen-test in headless Chromium, WebGPU via SwiftShader and the
 #      CPU fallback), with the flags from webdriver.json;
-#   3. the end-to-end tests of the real app built by trunk: the sampler (tests/e2e/sample.mjs)
-#      and the explainer (tests/e2e/explainer.mjs).
+#   3. the end-to-end tests of the real app built by trunk: the sampler (tests/e2e/sample.mjs),
+#      the explainer (tests/e2e/explainer.mjs), and both on a phone and a desktop with an
+#      accessibility scan (tests/e2e/layout.mjs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -25,3 +26,4 @@ trunk build --locked
 (cd tests/e2e && npm ci --no-audit --no-fund --silent)
 node tests/e2e/sample.mjs
 node tests/e2e/explainer.mjs
+node tests/e2e/layout.mjs

@@ -11,6 +11,7 @@ use web_sys::OffscreenCanvas;
 
 use super::draw::{draw_chart, draw_field, draw_image};
 use super::session::{Session, read_f32};
+use crate::controls::Limits;
 use crate::elbo::bits_per_dim;
 use crate::explain::{
     ElboSummary, ExampleDigit, elbo_summary, elbo_terms, elbo_weighting, forward_sample, l2_distance, log_spaced_indices, loss_weights,
@@ -83,7 +84,8 @@ pub struct ViewValues {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ExplainerReply {
-    Ready { backend: BackendInfo, timesteps: usize, schedule: String, digit_labels: Vec<usize> },
+    /// `limits` carries the worker pool's rule, shared with the sampling page.
+    Ready { backend: BackendInfo, timesteps: usize, schedule: String, digit_labels: Vec<usize>, limits: Limits },
     /// The chosen image in model space (the page hands it to the sweep's workers).
     Selected { x0: Vec<f32> },
     Forward { schedules: Vec<ScheduleValues> },
@@ -154,6 +156,7 @@ impl ExplainerWorker {
                 timesteps: session.config.timesteps,
                 schedule: session.config.schedule.name().into(),
                 digit_labels: digits.iter().map(|d| d.label).collect(),
+                limits: Limits::new(session.config.timesteps, session.config.guidance),
             };
             let x0 = digits[0].to_model_space();
             *self.state.borrow_mut() = Some(State { session, digits, x0 });

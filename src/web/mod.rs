@@ -76,7 +76,3 @@ mod counting_allocator {
     #[global_allocator]
     static ALLOCATOR: Counting = Counting;
 }
-
-pub(crate) fn js_error(message: impl std::fmt::Display) -> JsError {
-    JsError::new(&message.to_string())
-}

@@ -220,10 +220,11 @@ async function boot() {
   sweepers = [lead];
   if (info.backend.kind === "cpu") {
     const raw = params.get("workers");
-    let wanted = Math.max(1, Math.min(navigator.hardwareConcurrency || 1, 8));
+    const rule = info.limits.workers;
+    let wanted = Math.max(1, Math.min(navigator.hardwareConcurrency || 1, info.limits.default_workers_cap));
     if (raw !== null) {
-      if (/^\d+$/.test(raw) && +raw >= 1 && +raw <= 16) wanted = +raw;
-      else problems.push(`workers=${echo(raw)} is not 1-16; using ${wanted}`);
+      if (/^\d+$/.test(raw) && +raw >= rule.min && +raw <= rule.max) wanted = +raw;
+      else problems.push(`workers=${echo(raw)} is not ${rule.min}-${rule.max}; using ${wanted}`);
     }
     const helpers = Array.from({ length: wanted - 1 }, () => new WorkerClient(WORKER, assets.module, onFatal));
     const settled = await Promise.allSettled(helpers.map((h) => h.request({ type: "init", backend: "cpu", files: assets.files, digits })));
