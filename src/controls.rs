@@ -32,10 +32,11 @@ impl NumberLimit {
 
     /// The value if it is a number within the limit, else why not.
     pub fn check(&self, name: &str, raw: &str) -> Result<f64, String> {
-        let value: f64 = raw.trim().parse().map_err(|_| format!("{name} must be a number, not \"{}\"", echo(raw)))?;
+        let kind = if self.integer { "a whole number" } else { "a number" };
+        let problem = || format!("{name}={} is not {kind} from {} to {}", echo(raw), self.min, self.max);
+        let value: f64 = raw.trim().parse().map_err(|_| problem())?;
         if !value.is_finite() || value < self.min || value > self.max || (self.integer && value.fract() != 0.0) {
-            let kind = if self.integer { "a whole number" } else { "a number" };
-            return Err(format!("{name} must be {kind} from {} to {}, not {}", self.min, self.max, echo(raw)));
+            return Err(problem());
         }
         Ok(value)
     }
@@ -161,13 +162,13 @@ impl Controls {
                     "any" => Ok(c.class = ClassChoice::AnyDigit),
                     "none" => Ok(c.class = ClassChoice::Unconditional),
                     d if d.len() == 1 && d.as_bytes()[0].is_ascii_digit() => Ok(c.class = ClassChoice::Digit(d.parse().unwrap())),
-                    _ => Err(format!("digit must be any, none or 0-9, not {}", echo(raw))),
+                    _ => Err(format!("digit={} is not any, none or 0-9", echo(raw))),
                 },
                 "guidance" => limits.guidance.check(name, raw).map(|v| c.guidance = v),
                 "sampler" => match raw.trim() {
                     "ddpm" => Ok(c.sampler = SamplerKind::Ddpm),
                     "ddim" => Ok(c.sampler = SamplerKind::Ddim),
-                    _ => Err(format!("sampler must be ddpm or ddim, not {}", echo(raw))),
+                    _ => Err(format!("sampler={} is not ddpm or ddim", echo(raw))),
                 }
                 .map(|()| sampler_named = true),
                 // Links from before the sampler had its own control said steps=0 for DDPM.
@@ -182,14 +183,14 @@ impl Controls {
                 "seed" => limits.seed.check(name, raw).map(|v| c.seed = v as u64),
                 "count" => match raw.trim().parse::<usize>() {
                     Ok(n) if limits.grids.contains(&n) => Ok(c.grid = n),
-                    _ => Err(format!("count must be one of {:?}, not {}", limits.grids, echo(raw))),
+                    _ => Err(format!("count={} is not one of {:?}", echo(raw), limits.grids)),
                 },
                 "every" => limits.every.check(name, raw).map(|v| c.every = v as usize),
                 "view" => match raw.trim() {
                     "xt" => Ok(c.view = View::State),
                     "x0" => Ok(c.view = View::PredictedX0),
                     "eps" => Ok(c.view = View::PredictedNoise),
-                    _ => Err(format!("view must be xt, x0 or eps, not {}", echo(raw))),
+                    _ => Err(format!("view={} is not xt, x0 or eps", echo(raw))),
                 },
                 _ => Ok(()),
             };

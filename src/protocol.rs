@@ -24,7 +24,7 @@ impl BackendPreference {
             "" | "auto" => Ok(Self::Auto),
             "webgpu" => Ok(Self::WebGpu),
             "cpu" => Ok(Self::Cpu),
-            other => Err(format!("backend must be cpu or webgpu, not {}; chose automatically", crate::controls::echo(other))),
+            other => Err(format!("backend={} is not cpu or webgpu; chose automatically", crate::controls::echo(other))),
         }
     }
 }

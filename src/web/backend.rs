@@ -62,7 +62,7 @@ pub async fn init_backend(preference: BackendPreference) -> Backend {
     if preference == BackendPreference::Cpu {
         return cpu_backend(None);
     }
-    if let Some((device, adapter)) = WEBGPU.with(|w| w.borrow().clone()) {
+    if let Some((device, adapter)) = WEBGPU.with(|w| w.borrow().clone()).filter(|_| navigator_gpu().is_some()) {
         return Backend { device, info: BackendInfo { kind: BackendKind::WebGpu, adapter, fallback_reason: None } };
     }
     let Some(gpu) = navigator_gpu() else {

@@ -208,6 +208,7 @@ async function boot() {
   else if (backendParam && backendParam !== "auto") problems.push(`backend=${echo(backendParam)} is not cpu or webgpu; chose automatically`);
   const [assets, digits] = await Promise.all([
     loadAssets("weights", (parts) => {
+      if (document.body.dataset.state === "error") return;
       const got = parts.wasm[0] + parts.unet[0] + parts.classifier[0], total = parts.wasm[1] + parts.unet[1] + parts.classifier[1];
       showMessage(`Downloading the app and the model: ${megabytes(got)}${total ? ` of ${megabytes(total)}` : ""}.`);
     }),

@@ -29,6 +29,7 @@ const queryPairs = () => [...new URLSearchParams(location.search)];
 const formPairs = () => CONTROL_NAMES.map((name) => [name, $(name).value]);
 
 function reportLoading(parts) {
+  if (document.body.dataset.state === "error") return;  // a failed download already said why
   const text = Object.entries({ "app (wasm)": parts.wasm, "denoising network": parts.unet, "classifier": parts.classifier })
     .map(([name, [got, total]]) => `${name} ${megabytes(got)}${total ? ` of ${megabytes(total)}` : ""}`).join(", ");
   const got = parts.wasm[0] + parts.unet[0] + parts.classifier[0];
