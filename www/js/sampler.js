@@ -169,9 +169,19 @@ function setTimeline(frames) {
 }
 
 async function run() {
+  // The state changes at once, so automation that clicks Start never reads the previous run's "done".
+  running = true;
+  setState("sampling");
+  $("start").disabled = true;
   const parsed = await pool.clients[0].request({ type: "parse", pairs: formPairs() });
   const { controls, problems, query } = parsed.parsed;
-  if (problems.length) { showMessage(`Not started: ${problems.join("; ")}.`, true); return; }
+  if (problems.length) {
+    running = false;
+    setState("ready");
+    $("start").disabled = false;
+    showMessage(`Not started: ${problems.join("; ")}.`, true);
+    return;
+  }
   writeUrl(query);
   const mine = generation;
   running = true;
@@ -265,7 +275,10 @@ async function stripImage() {
 }
 
 for (const name of CONTROL_NAMES) $(name).addEventListener("input", refreshControls);
-$("start").addEventListener("click", () => { if (!running && pool) run().catch(showError); });
+$("start").addEventListener("click", () => {
+  if (running || !pool) return;
+  run().catch((e) => { running = false; showError(e); });
+});
 $("stop").addEventListener("click", () => { running = false; if (pool) pool.stop(); });
 $("timeline").addEventListener("input", async () => {
   try {
