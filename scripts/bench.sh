@@ -10,7 +10,8 @@ echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d
 mkdir -p .cache
 cargo run --release --locked --bin bench -- --steps "${BENCH_STEPS:-20}" | tee .cache/bench-native.txt
 export NATIVE_MS_16="$(awk '/grid 16:/ {print $(NF-1)}' .cache/bench-native.txt)"
-trunk build --locked
-echo "== served build: wasm $(stat -c %s dist/ddpm-web_bg.wasm) bytes, $(gzip -9 -c dist/ddpm-web_bg.wasm | wc -c) gzipped; weights $(du -cb dist/weights/*.bpk | tail -1 | cut -f1) bytes =="
+scripts/build-web.sh
+wasm=$(ls dist/ddpm-web-*_bg.wasm)
+echo "== served build: wasm $(stat -c %s "$wasm") bytes, $(stat -c %s "$wasm.gz") gzipped, $(stat -c %s "$wasm.br") brotli; weights $(du -cb dist/weights-*/*.bpk | tail -1 | cut -f1) bytes =="
 (cd tests/e2e && npm ci --no-audit --no-fund --silent)
 node tests/e2e/bench.mjs

@@ -46,13 +46,15 @@ impl NumberLimit {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Limits {
     pub guidance: NumberLimit,
-    /// DDIM steps (DDPM always takes all T).
+    /// Steps of DDIM and DPM-Solver++ (DDPM always takes all T).
     pub steps: NumberLimit,
     pub eta: NumberLimit,
     pub seed: NumberLimit,
     pub every: NumberLimit,
     /// CPU workers in the pool (`?workers=`); the page's default comes from the browser's cores.
     pub workers: NumberLimit,
+    /// The samplers offered, in the page's order.
+    pub samplers: Vec<SamplerChoice>,
     /// The grid sizes offered, and the default one.
     pub grids: Vec<usize>,
     pub default_grid: usize,
@@ -70,6 +72,7 @@ impl Limits {
             seed: NumberLimit::whole(0.0, u32::MAX as f64, 1.0),
             every: NumberLimit::whole(1.0, timesteps as f64, 1.0),
             workers: NumberLimit::whole(1.0, 16.0, 4.0),
+            samplers: SamplerKind::ALL.iter().map(|&kind| SamplerChoice::of(kind, timesteps)).collect(),
             grids: vec![1, 4, 16, 64],
             default_grid: 4,
             default_workers_cap: 8,
@@ -79,12 +82,59 @@ impl Limits {
 
 /// The sampler a run uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
 pub enum SamplerKind {
     /// Ancestral sampling through all T steps (Ho et al., Algorithm 2).
+    #[serde(rename = "ddpm")]
     Ddpm,
     /// DDIM (Song et al.) over fewer steps, with stochasticity eta.
+    #[serde(rename = "ddim")]
     Ddim,
+    /// DPM-Solver++(2M) (Lu et al.): second order, deterministic, over the same steps as DDIM.
+    #[serde(rename = "dpm2m")]
+    DpmSolver2M,
+}
+
+impl SamplerKind {
+    pub const ALL: [SamplerKind; 3] = [SamplerKind::Ddim, SamplerKind::DpmSolver2M, SamplerKind::Ddpm];
+
+    /// The value in the URL and the form (the same as its serde name).
+    pub fn name(self) -> &'static str {
+        match self {
+            SamplerKind::Ddpm => "ddpm",
+            SamplerKind::Ddim => "ddim",
+            SamplerKind::DpmSolver2M => "dpm2m",
+        }
+    }
+}
+
+/// How the page offers a sampler: its label and which controls apply to it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SamplerChoice {
+    pub kind: SamplerKind,
+    pub label: String,
+    /// One sentence of help shown when it is chosen.
+    pub help: String,
+    /// Whether the step count applies (DDPM always takes all T).
+    pub uses_steps: bool,
+    /// Whether eta applies (only DDIM has it).
+    pub uses_eta: bool,
+}
+
+impl SamplerChoice {
+    fn of(kind: SamplerKind, timesteps: usize) -> Self {
+        let (label, help) = match kind {
+            SamplerKind::Ddim => ("DDIM (fewer steps)".to_string(), "Skips steps on the same model; with randomness 0 it follows the probability-flow ODE, one first-order step at a time.".to_string()),
+            SamplerKind::DpmSolver2M => (
+                "DPM-Solver++ 2M (second order)".to_string(),
+                "Also solves the probability-flow ODE, but reuses the previous step's guess of x₀ for a second-order step: as good as DDIM in fewer steps.".to_string(),
+            ),
+            SamplerKind::Ddpm => (
+                format!("DDPM (all {timesteps} steps)"),
+                "Follows the trained reverse process step by step, adding fresh noise each time (the reverse SDE).".to_string(),
+            ),
+        };
+        Self { kind, label, help, uses_steps: kind != SamplerKind::Ddpm, uses_eta: kind == SamplerKind::Ddim }
+    }
 }
 
 /// What the canvas shows at each drawn step.
@@ -107,7 +157,7 @@ pub struct Controls {
     pub class: ClassChoice,
     pub guidance: f64,
     pub sampler: SamplerKind,
-    /// DDIM steps (ignored by DDPM).
+    /// Steps of DDIM and DPM-Solver++ (DDPM always takes all T).
     pub steps: usize,
     pub eta: f64,
     pub seed: u64,
@@ -165,10 +215,12 @@ impl Controls {
                     _ => Err(format!("digit={} is not any, none or 0-9", echo(raw))),
                 },
                 "guidance" => limits.guidance.check(name, raw).map(|v| c.guidance = v),
-                "sampler" => match raw.trim() {
-                    "ddpm" => Ok(c.sampler = SamplerKind::Ddpm),
-                    "ddim" => Ok(c.sampler = SamplerKind::Ddim),
-                    _ => Err(format!("sampler={} is not ddpm or ddim", echo(raw))),
+                "sampler" => match SamplerKind::ALL.iter().find(|k| k.name() == raw.trim()) {
+                    Some(&kind) => Ok(c.sampler = kind),
+                    None => {
+                        let names: Vec<&str> = SamplerKind::ALL.iter().map(|k| k.name()).collect();
+                        Err(format!("sampler={} is not one of {}", echo(raw), names.join(", ")))
+                    }
                 }
                 .map(|()| sampler_named = true),
                 // Links from before the sampler had its own control said steps=0 for DDPM.
@@ -208,10 +260,7 @@ impl Controls {
             View::PredictedX0 => "x0",
             View::PredictedNoise => "eps",
         };
-        let sampler = match self.sampler {
-            SamplerKind::Ddpm => "ddpm",
-            SamplerKind::Ddim => "ddim",
-        };
+        let sampler = self.sampler.name();
         [
             ("digit", class_name(self.class)),
             ("guidance", self.guidance.to_string()),
@@ -245,6 +294,7 @@ impl Controls {
         let method = match self.sampler {
             SamplerKind::Ddpm => Method::Ddpm { variance },
             SamplerKind::Ddim => Method::Ddim { steps: self.steps, eta: self.eta },
+            SamplerKind::DpmSolver2M => Method::DpmSolver2M { steps: self.steps },
         };
         SampleSettings { class: self.class, guidance: self.guidance, method, seed: self.seed, count, first_cell, clip_x0: true }
     }

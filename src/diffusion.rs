@@ -165,3 +165,48 @@ pub fn ddim_step(
     }
     StepOutput { x_prev, x0_pred }
 }
+
+/// lambda_t = log(alpha_t / sigma_t) = log(SNR_t) / 2 with alpha_t = sqrt(alpha_bar_t) and
+/// sigma_t = sqrt(1 - alpha_bar_t): the time variable DPM-Solver steps in (Lu et al. 2022, Eq. 4).
+pub fn half_log_snr(s: &NoiseSchedule, i: usize) -> f64 {
+    0.5 * s.snr[i].ln()
+}
+
+/// One DPM-Solver++(2M) step from index `i` to `i_prev` (`None` = to x_0) (Lu et al. 2022,
+/// "DPM-Solver++", Algorithm 2). With h = lambda_prev - lambda_t and the x_0 prediction D,
+///   x_prev = (sigma_prev / sigma_t) x_t - alpha_prev (e^{-h} - 1) D,
+/// where D is this step's x_0 prediction on the first step (then the step is DDIM's, eta = 0) and
+/// the second-order combination (1 + 1/(2r)) x0_t - 1/(2r) x0_before, r = h_before / h, after it.
+/// The last step, to x_0 (sigma = 0), lands on x0_t (first order, the reference code's
+/// `lower_order_final`). The solver's timesteps are evenly spaced in lambda
+/// (`NoiseSchedule::log_snr_timesteps`): with equal steps in t the step into t = 1 would span most
+/// of lambda's range, where x_0's prediction has stopped changing, and extrapolating it overshoots.
+pub fn dpm_solver_2m_step(
+    s: &NoiseSchedule,
+    x_t: Tensor<4>,
+    i: usize,
+    i_prev: Option<usize>,
+    eps: Tensor<4>,
+    previous: Option<(usize, Tensor<4>)>,
+    clip_x0: bool,
+) -> StepOutput {
+    let n = x_t.dims()[0];
+    let mut x0_pred = x0_from_eps(s, x_t.clone(), &vec![i; n], eps);
+    if clip_x0 {
+        x0_pred = x0_pred.clamp(-1.0, 1.0);
+    }
+    let Some(p) = i_prev else {
+        return StepOutput { x_prev: x0_pred.clone(), x0_pred };
+    };
+    let h = half_log_snr(s, p) - half_log_snr(s, i);
+    let d = match previous {
+        Some((before, x0_before)) => {
+            let r = (half_log_snr(s, i) - half_log_snr(s, before)) / h;
+            x0_pred.clone().mul_scalar(1.0 + 0.5 / r) - x0_before.mul_scalar(0.5 / r)
+        }
+        None => x0_pred.clone(),
+    };
+    let ratio = s.sqrt_one_minus_alpha_bar[p] / s.sqrt_one_minus_alpha_bar[i];
+    let x_prev = x_t.mul_scalar(ratio) + d.mul_scalar(-s.sqrt_alpha_bar[p] * (-h).exp_m1());
+    StepOutput { x_prev, x0_pred }
+}

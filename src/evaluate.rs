@@ -149,6 +149,7 @@ pub fn method_tag(method: Method) -> String {
     match method {
         Method::Ddpm { .. } => "ddpm1000".into(),
         Method::Ddim { steps, eta } => format!("ddim{steps}-eta{eta}"),
+        Method::DpmSolver2M { steps } => format!("dpmpp2m{steps}"),
     }
 }
 
@@ -196,11 +197,12 @@ pub fn class_marginal_samples(
 }
 
 /// `count` samples of the page's default run: any digit (a label per image from its own stream),
-/// guided with the configured weight. Also returns the label each image was drawn for.
+/// guided with weight `guidance`. Also returns the label each image was drawn for.
 pub fn default_mode_samples(
     model: &UNet,
     cfg: &DdpmConfig,
     method: Method,
+    guidance: f64,
     count: usize,
     batch: usize,
     cache: &ChunkCache,
@@ -210,14 +212,14 @@ pub fn default_mode_samples(
     let tag = method_tag(method);
     let settings = |done: usize, n: usize| SampleSettings {
         class: ClassChoice::AnyDigit,
-        guidance: cfg.guidance,
+        guidance,
         method,
         seed: 3_000_000,
         count: n,
         first_cell: done,
         clip_x0: true,
     };
-    let values = cached_samples(&format!("any-w{}-{tag}", cfg.guidance), count, batch, cache, &mut progress, |done, n| {
+    let values = cached_samples(&format!("any-w{guidance}-{tag}"), count, batch, cache, &mut progress, |done, n| {
         generate(model, cfg, settings(done, n), device)
     });
     // The labels come from the streams alone (no model call), so they are recomputed, not cached.

@@ -20,6 +20,7 @@ pub mod plot;
 pub mod protocol;
 pub mod sampling;
 pub mod schedule;
+pub mod solver;
 pub mod toy;
 pub mod trajectory;
 pub mod weights;

@@ -5,19 +5,12 @@
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use crate::diffusion::{ddim_step, ddpm_step, guided_eps};
+use crate::diffusion::guided_eps;
 use crate::model::{IMAGE_CHANNELS, IMAGE_SIZE, NULL_CLASS, NUM_DIGITS, PIXELS, UNet};
 use crate::noise::NoiseSource;
-use crate::schedule::{NoiseSchedule, VarianceKind};
-
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Method {
-    /// Ancestral sampling through all T steps (DDPM Algorithm 2).
-    Ddpm { variance: VarianceKind },
-    /// DDIM over `steps` evenly spaced timesteps with stochasticity `eta` (0 = deterministic).
-    Ddim { steps: usize, eta: f64 },
-}
+use crate::schedule::NoiseSchedule;
+pub use crate::solver::Method;
+use crate::solver::ReverseSolver;
 
 /// Which class the images are drawn from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,9 +65,7 @@ pub struct Step {
 /// The state of one sampling run.
 pub struct Sampler {
     settings: SampleSettings,
-    schedule: NoiseSchedule,
-    timesteps: Vec<usize>,
-    position: usize,
+    solver: ReverseSolver,
     x: Tensor<4>,
     /// One stream per image: its label (for any digit), x_T, then each step's z.
     streams: Vec<NoiseSource>,
@@ -88,10 +79,7 @@ impl Sampler {
     /// (Algorithm 2, line 1).
     pub fn new(settings: SampleSettings, schedule: &NoiseSchedule, device: &Device) -> Self {
         let n = settings.count;
-        let timesteps = match settings.method {
-            Method::Ddpm { .. } => (0..schedule.timesteps()).rev().collect(),
-            Method::Ddim { steps, .. } => schedule.ddim_timesteps(steps),
-        };
+        let solver = ReverseSolver::new(settings.method, schedule);
         let mut streams: Vec<NoiseSource> =
             (0..n).map(|i| NoiseSource::for_cell(settings.seed, settings.first_cell + i)).collect();
         // The label is always drawn first, so x_T is the same whichever class is chosen.
@@ -107,7 +95,7 @@ impl Sampler {
             classes.extend(std::iter::repeat_n(NULL_CLASS as i64, n));
         }
         let classes = Tensor::from_data(TensorData::new(classes.clone(), [classes.len()]), device);
-        Self { settings, schedule: schedule.clone(), timesteps, position: 0, x, streams, labels, classes }
+        Self { settings, solver, x, streams, labels, classes }
     }
 
     pub fn settings(&self) -> &SampleSettings {
@@ -120,15 +108,15 @@ impl Sampler {
     }
 
     pub fn total_steps(&self) -> usize {
-        self.timesteps.len()
+        self.solver.total_steps()
     }
 
     pub fn steps_done(&self) -> usize {
-        self.position
+        self.solver.steps_done()
     }
 
     pub fn is_done(&self) -> bool {
-        self.position >= self.timesteps.len()
+        self.solver.current_index().is_none()
     }
 
     /// The current x_t (x_T before the first step).
@@ -157,26 +145,15 @@ impl Sampler {
 
     /// Takes one reverse step; `None` once finished.
     pub fn step(&mut self, model: &UNet) -> Option<Step> {
-        let &i = self.timesteps.get(self.position)?;
+        let i = self.solver.current_index()?;
         let eps = self.predict_eps(model, i);
-        let device = self.x.device();
-        let out = match self.settings.method {
-            Method::Ddpm { variance } => {
-                let z = (i > 0).then(|| cell_noise(&mut self.streams, &device));
-                ddpm_step(&self.schedule, self.x.clone(), i, eps.clone(), variance, self.settings.clip_x0, z)
-            }
-            Method::Ddim { eta, .. } => {
-                let i_prev = self.timesteps.get(self.position + 1).copied();
-                let z = (eta > 0.0 && i_prev.is_some()).then(|| cell_noise(&mut self.streams, &device));
-                ddim_step(&self.schedule, self.x.clone(), i, i_prev, eps.clone(), eta, self.settings.clip_x0, z)
-            }
-        };
+        let z = self.solver.needs_noise().then(|| cell_noise(&mut self.streams, &self.x.device()));
+        let out = self.solver.advance(self.x.clone(), eps.clone(), self.settings.clip_x0, z);
         self.x = out.x_prev.clone();
-        self.position += 1;
         Some(Step {
             t: i + 1,
-            done: self.position,
-            total: self.timesteps.len(),
+            done: self.solver.steps_done(),
+            total: self.solver.total_steps(),
             x: out.x_prev,
             x0_pred: out.x0_pred,
             eps,

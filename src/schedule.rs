@@ -155,6 +155,35 @@ impl NoiseSchedule {
         }
     }
 
+    /// `steps` distinct timestep indices, descending from T-1 to 0, evenly spaced in
+    /// lambda = log(SNR) / 2 (each the index nearest its lambda, moved up where the low-noise end
+    /// would repeat one, so that a run makes exactly `steps` network evaluations): the spacing DPM-Solver recommends for low resolutions
+    /// (Lu et al. 2022, section 3.3), where equal steps in t would cross most of lambda's range in
+    /// the last one.
+    pub fn log_snr_timesteps(&self, steps: usize) -> Vec<usize> {
+        let t = self.timesteps();
+        assert!((1..=t).contains(&steps), "steps must be in 1..={t}, got {steps}");
+        if steps == 1 {
+            return vec![t - 1];
+        }
+        let lambda: Vec<f64> = self.snr.iter().map(|s| 0.5 * s.ln()).collect();
+        let (lo, hi) = (lambda[t - 1], lambda[0]);
+        // lambda falls as the index grows: find the nearest index by bisection.
+        let nearest = |target: f64| {
+            let above = lambda.partition_point(|&l| l > target).min(t - 1);
+            if above > 0 && (lambda[above - 1] - target).abs() < (lambda[above] - target).abs() { above - 1 } else { above }
+        };
+        // Position k keeps room for the steps on either side of it: its index lies in
+        // [steps - 1 - k, T - 1 - k], and then lifting repeats keeps it there.
+        let mut seq: Vec<usize> = (0..steps)
+            .map(|k| nearest(lo + (hi - lo) * k as f64 / (steps - 1) as f64).clamp(steps - 1 - k, t - 1 - k))
+            .collect();
+        for k in (0..steps - 1).rev() {
+            seq[k] = seq[k].max(seq[k + 1] + 1);
+        }
+        seq
+    }
+
     /// An evenly spaced subsequence of `steps` timestep indices, descending, ending at index 0
     /// (DDIM section 4.2, "uniform" skip). `steps == T` gives every index.
     pub fn ddim_timesteps(&self, steps: usize) -> Vec<usize> {

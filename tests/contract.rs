@@ -127,3 +127,24 @@ fn messages_survive_serialisation() {
     assert_eq!(serde_json::to_string(&info.kind).unwrap(), r#""cpu""#);
     assert_eq!(serde_json::to_string(&BackendKind::WebGpu).unwrap(), r#""webgpu""#);
 }
+
+#[test]
+fn every_offered_sampler_parses_from_its_name_and_maps_to_its_method() {
+    let limits = limits();
+    assert_eq!(limits.samplers.iter().map(|s| s.kind).collect::<Vec<_>>(), SamplerKind::ALL.to_vec());
+    for choice in &limits.samplers {
+        let (c, problems) = Controls::parse(&pairs(&format!("sampler={}&steps=20&eta=0.5", choice.kind.name())), &limits);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(c.sampler, choice.kind);
+        assert_eq!(serde_json::to_value(choice.kind).unwrap(), choice.kind.name(), "the URL name is the serde name");
+        let method = c.settings(VarianceKind::Beta, 0, 1).method;
+        let expected = match choice.kind {
+            SamplerKind::Ddpm => Method::Ddpm { variance: VarianceKind::Beta },
+            SamplerKind::Ddim => Method::Ddim { steps: 20, eta: 0.5 },
+            SamplerKind::DpmSolver2M => Method::DpmSolver2M { steps: 20 },
+        };
+        assert_eq!(method, expected);
+        assert_eq!((choice.uses_steps, choice.uses_eta), (choice.kind != SamplerKind::Ddpm, choice.kind == SamplerKind::Ddim));
+        assert!(!choice.label.is_empty() && choice.help.ends_with('.'));
+    }
+}

@@ -2,17 +2,23 @@
 //!
 //!   cargo run --release --bin evaluate -- [--per-digit 100] [--fd-samples 1000] [--nll-digits 1000]
 //!       [--only classifier,ddim,ddpm,fd,nll,nll-beta-tilde] [--batch 100] [--weights DIR] [--record]
+//!       [--guidance 0,0.5,1,2] [--steps-samples 500] [--steps-list 5,10,20,50,100]
 //!
 //! 1. the classifier's held-out accuracy;
 //! 2. conditional accuracy: `--per-digit` samples per digit at the default guidance, with DDIM
 //!    (50 steps, eta 0) and DDPM (1000 steps), labelled by the classifier;
 //! 3. the default mode (any digit, a label per image, guided, DDIM 50): Fréchet distance, how
 //!    often the classifier reads the drawn label, and the share read with >= 90% confidence
-//!    (beside the null class and real held-out digits); then the Fréchet distance between `--fd-samples` unconditional samples
+//!    (beside the null class and real held-out digits), at the default guidance weight and at each
+//!    weight of `--guidance` (the data behind the page's default weight); then the Fréchet distance between `--fd-samples` unconditional samples
 //!    (null class, DDIM 50) and the held-out digits, beside real-vs-real and noise-vs-real
 //!    calibrations, and as a diagnostic the same for the label marginal (conditional network,
 //!    no guidance, equal counts per digit);
-//! 4. the NLL bound in bits/dim (all T terms) on `--nll-digits` held-out digits, with the sampler's
+//! 4. (`steps`) samplers against network evaluations: the default mode with DDIM (eta 0),
+//!    DPM-Solver++(2M) and ancestral sampling (DDIM eta 1 on the same steps; at 1000 steps, DDPM
+//!    itself) at each count of `--steps-list`, `--steps-samples` images each: Fréchet distance
+//!    (beside real-vs-real at the same count) and the share read as the drawn label;
+//! 5. the NLL bound in bits/dim (all T terms) on `--nll-digits` held-out digits, with the sampler's
 //!    reverse variance sigma^2 = beta and (`nll-beta-tilde`) with sigma^2 = beta_tilde.
 //! Finished chunks are cached under .cache/eval/<weights sha>/, so an interrupted run resumes.
 //! `--record` writes the figures into the manifest. `--weights DIR` evaluates a candidate set
@@ -47,6 +53,8 @@ fn main() {
 fn run() -> Result<(), String> {
     let (mut per_digit, mut fd_samples, mut nll_digits, mut batch, mut record) = (100usize, 1000usize, 1000usize, 100usize, false);
     let mut dir = PathBuf::from("weights");
+    let mut weights_swept: Vec<f64> = Vec::new();
+    let (mut steps_samples, mut steps_list) = (500usize, vec![5usize, 10, 20, 50, 100]);
     let mut only: BTreeSet<String> = ["classifier", "ddim", "ddpm", "fd", "nll", "nll-beta-tilde"].iter().map(|s| s.to_string()).collect();
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -57,6 +65,21 @@ fn run() -> Result<(), String> {
             "--nll-digits" => nll_digits = num("--nll-digits")?,
             "--batch" => batch = num("--batch")?,
             "--record" => record = true,
+            "--guidance" => {
+                let list = args.next().ok_or("--guidance needs a list of weights")?;
+                weights_swept = list
+                    .split(',')
+                    .map(|w| w.trim().parse::<f64>().ok().filter(|w| (0.0..=10.0).contains(w)).ok_or(format!("--guidance: {w} is not a weight in [0, 10]")))
+                    .collect::<Result<_, _>>()?;
+            }
+            "--steps-samples" => steps_samples = num("--steps-samples")?,
+            "--steps-list" => {
+                let list = args.next().ok_or("--steps-list needs a list of step counts")?;
+                steps_list = list
+                    .split(',')
+                    .map(|k| k.trim().parse::<usize>().ok().filter(|k| (2..=1000).contains(k)).ok_or(format!("--steps-list: {k} is not a step count in 2..=1000")))
+                    .collect::<Result<_, _>>()?;
+            }
             "--weights" => dir = args.next().ok_or("--weights needs a directory")?.into(),
             "--only" => only = args.next().ok_or("--only needs a list")?.split(',').map(|s| s.trim().to_string()).collect(),
             other => return Err(format!("unknown argument {other}")),
@@ -127,37 +150,56 @@ fn run() -> Result<(), String> {
         let marginal = class_marginal_samples(&model, &cfg, method, fd_samples, batch, &cache, &device, progress);
         eprintln!();
         let (_, f_marginal) = classify(&classifier, &marginal, &device);
-        // The page's default run: any digit (a label per image), guided, DDIM 50.
-        let (any, any_labels) = default_mode_samples(&model, &cfg, method, fd_samples, batch, &cache, &device, progress);
-        eprintln!();
-        let (read_any, f_any) = classify(&classifier, &any, &device);
-        let any_fd = frechet_distance_of(&f_any, &f_held);
-        let agree = read_any.iter().zip(&any_labels).filter(|(a, b)| a == b).count() as f64 / any_labels.len().max(1) as f64;
-        let confident = |values: &[f32]| share_at_least(&top_confidences(&classifier, values, &device), CONFIDENT);
-        let (conf_any, conf_null, conf_held) = (confident(&any), confident(&samples), confident(&held_values));
         let fd = frechet_distance_of(&f_samples, &f_held);
         let real = frechet_distance_of(&f_train, &f_held);
         let noise_fd = frechet_distance_of(&f_noise, &f_held);
         let marginal_fd = frechet_distance_of(&f_marginal, &f_held);
-        println!(
-            "default mode (any digit, guidance {}, {}): Fréchet distance {any_fd:.3} (ratio {:.2}); read as the drawn label {:.1}%; \
-             read with >= {CONFIDENT} confidence: default {:.1}%, null class {:.1}%, held-out real digits {:.1}%",
-            cfg.guidance,
-            method_tag(method),
-            any_fd / real,
-            100.0 * agree,
-            100.0 * conf_any,
-            100.0 * conf_null,
-            100.0 * conf_held
-        );
-        metrics.insert(
-            "default_mode".into(),
-            json!({"what": "the page's default run: any digit, one label per image from its own stream, guided; classifier features",
-                   "frechet_distance": any_fd, "ratio_to_real": any_fd / real, "sample_count": fd_samples, "sampler": method_tag(method),
-                   "guidance": cfg.guidance, "read_as_drawn_label": agree,
-                   "confident_share": {"threshold": CONFIDENT, "default_mode": conf_any, "null_class": conf_null, "held_out_real": conf_held},
-                   "command": command(format!("--only fd --fd-samples {fd_samples}"))}),
-        );
+        let confident = |values: &[f32]| share_at_least(&top_confidences(&classifier, values, &device), CONFIDENT);
+        let (conf_null, conf_held) = (confident(&samples), confident(&held_values));
+        // The page's default run: any digit (a label per image), guided, DDIM 50; at the default
+        // weight first, then at each swept weight.
+        let mut sweep = Vec::new();
+        let mut weights = vec![cfg.guidance];
+        weights.extend(weights_swept.iter().filter(|&&w| w != cfg.guidance));
+        for w in weights {
+            let (any, any_labels) = default_mode_samples(&model, &cfg, method, w, fd_samples, batch, &cache, &device, progress);
+            eprintln!();
+            let (read_any, f_any) = classify(&classifier, &any, &device);
+            let any_fd = frechet_distance_of(&f_any, &f_held);
+            let agree = read_any.iter().zip(&any_labels).filter(|(a, b)| a == b).count() as f64 / any_labels.len().max(1) as f64;
+            let conf_any = confident(&any);
+            println!(
+                "default mode (any digit, guidance {w}, {}): Fréchet distance {any_fd:.3} (ratio {:.2}); read as the drawn label {:.1}%; \
+                 read with >= {CONFIDENT} confidence: default {:.1}%, null class {:.1}%, held-out real digits {:.1}%",
+                method_tag(method),
+                any_fd / real,
+                100.0 * agree,
+                100.0 * conf_any,
+                100.0 * conf_null,
+                100.0 * conf_held
+            );
+            let entry = json!({"guidance": w, "frechet_distance": any_fd, "ratio_to_real": any_fd / real,
+                               "read_as_drawn_label": agree, "confident_share": conf_any});
+            if w == cfg.guidance {
+                metrics.insert(
+                    "default_mode".into(),
+                    json!({"what": "the page's default run: any digit, one label per image from its own stream, guided; classifier features",
+                           "frechet_distance": any_fd, "ratio_to_real": any_fd / real, "sample_count": fd_samples, "sampler": method_tag(method),
+                           "guidance": w, "read_as_drawn_label": agree,
+                           "confident_share": {"threshold": CONFIDENT, "default_mode": conf_any, "null_class": conf_null, "held_out_real": conf_held},
+                           "command": command(format!("--only fd --fd-samples {fd_samples}"))}),
+                );
+            }
+            sweep.push(entry);
+        }
+        if !weights_swept.is_empty() {
+            let list: Vec<String> = weights_swept.iter().map(|w| w.to_string()).collect();
+            metrics.insert(
+                "default_mode_by_guidance".into(),
+                json!({"what": "the default mode at other guidance weights (same seeds, labels and sampler)", "sample_count": fd_samples,
+                       "sampler": method_tag(method), "weights": sweep, "command": command(format!("--only fd --fd-samples {fd_samples} --guidance {}", list.join(",")))}),
+            );
+        }
         println!(
             "Fréchet distance (classifier features): unconditional samples {fd:.3}, real-vs-real {real:.3} (ratio {:.2}), noise {noise_fd:.1}; \
              diagnostic, label-marginal samples (conditional network, no guidance) {marginal_fd:.3} (ratio {:.2}) [{:.0} s]",
@@ -172,6 +214,43 @@ fn run() -> Result<(), String> {
                    "label_marginal_diagnostic": {"samples": marginal_fd, "ratio_to_real": marginal_fd / real,
                        "what": "the conditional network without guidance, 1/10 of the samples per digit; not the target's unconditional samples"},
                    "command": command(format!("--only fd --fd-samples {fd_samples}"))}),
+        );
+    }
+    if only.contains("steps") {
+        let start = Instant::now();
+        let (_, f_held) = classify(&classifier, &held_values, &device);
+        let stride = (train.len() / steps_samples).max(1);
+        let train_subset: Vec<_> = train.iter().step_by(stride).take(steps_samples).cloned().collect();
+        let real = frechet_distance_of(&classify(&classifier, &digits_to_values(&train_subset), &device).1, &f_held);
+        println!("samplers against network evaluations: default mode (any digit, guidance {}), {steps_samples} images each; \
+                  real-vs-real at this count {real:.3}", cfg.guidance);
+        println!("sampler | evaluations | Fréchet distance | ratio to real | read as the drawn label");
+        let mut rows = Vec::new();
+        let samplers: [(&str, fn(usize, VarianceKind) -> Method); 3] = [
+            ("ddim", |k, _| Method::Ddim { steps: k, eta: 0.0 }),
+            ("dpm2m", |k, _| Method::DpmSolver2M { steps: k }),
+            ("ancestral", |k, v| if k == 1000 { Method::Ddpm { variance: v } } else { Method::Ddim { steps: k, eta: 1.0 } }),
+        ];
+        for (name, method_for) in samplers {
+            for &k in &steps_list {
+                let method = method_for(k, cfg.variance);
+                let (values, labels) = default_mode_samples(&model, &cfg, method, cfg.guidance, steps_samples, batch, &cache, &device, progress);
+                eprintln!();
+                let (read, features) = classify(&classifier, &values, &device);
+                let fd = frechet_distance_of(&features, &f_held);
+                let agree = read.iter().zip(&labels).filter(|(a, b)| a == b).count() as f64 / labels.len().max(1) as f64;
+                println!("{name} | {} | {fd:.3} | {:.2} | {:.1}%", method.evaluations(&cfg.schedule()), fd / real, 100.0 * agree);
+                rows.push(json!({"sampler": name, "method": method_tag(method), "evaluations": method.evaluations(&cfg.schedule()),
+                                 "frechet_distance": fd, "ratio_to_real": fd / real, "read_as_drawn_label": agree}));
+            }
+        }
+        println!("[{:.0} s]", start.elapsed().as_secs_f64());
+        let list: Vec<String> = steps_list.iter().map(|k| k.to_string()).collect();
+        metrics.insert(
+            "samplers_by_steps".into(),
+            json!({"what": "the default mode (any digit, guided) per sampler and number of network evaluations; classifier features vs the held-out digits",
+                   "sample_count": steps_samples, "guidance": cfg.guidance, "real_vs_real_same_count": real, "rows": rows,
+                   "command": command(format!("--only steps --steps-samples {steps_samples} --steps-list {}", list.join(",")))}),
         );
     }
     // The bound as the sampler defines the model (sigma^2 = beta), and with sigma^2 = beta_tilde for

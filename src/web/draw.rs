@@ -58,6 +58,40 @@ pub fn draw_field(canvas: &OffscreenCanvas, m: &Mixture2d, a: f64, score: &dyn F
     Ok(())
 }
 
+/// q_t's density as shading, the first `traced` paths as lines from x_T to `frame`, and every
+/// path's point at `frame` as a dot.
+pub fn draw_paths(canvas: &OffscreenCanvas, m: &Mixture2d, a: f64, paths: &[Vec<[f64; 2]>], frame: usize, traced: usize) -> Result<(), String> {
+    let size = 96usize;
+    let shading = OffscreenCanvas::new(size as u32, size as u32).map_err(|e| format!("{e:?}"))?;
+    draw_rgba(&shading, size, size, &m.density_rgba(a, size))?;
+    let side = canvas.width().max(1) as f64;
+    canvas.set_height(side as u32);
+    let ctx = context_2d(canvas)?;
+    ctx.set_image_smoothing_enabled(true);
+    ctx.draw_image_with_offscreen_canvas_and_dw_and_dh(&shading, 0.0, 0.0, side, side).map_err(|e| format!("{e:?}"))?;
+    let to_px = |x: [f64; 2]| ((x[0] + EXTENT) / (2.0 * EXTENT) * side, (EXTENT - x[1]) / (2.0 * EXTENT) * side);
+    ctx.set_stroke_style_str("rgba(214, 39, 40, 0.55)");
+    ctx.set_line_width(1.0);
+    for path in paths.iter().take(traced) {
+        let last = frame.min(path.len() - 1);
+        ctx.begin_path();
+        let (x, y) = to_px(path[0]);
+        ctx.move_to(x, y);
+        // Every 5th state is enough for a smooth line.
+        for k in (5..=last).step_by(5).chain(std::iter::once(last)) {
+            let (x, y) = to_px(path[k]);
+            ctx.line_to(x, y);
+        }
+        ctx.stroke();
+    }
+    ctx.set_fill_style_str("#111");
+    for path in paths {
+        let (x, y) = to_px(path[frame.min(path.len() - 1)]);
+        ctx.fill_rect(x - 1.2, y - 1.2, 2.4, 2.4);
+    }
+    Ok(())
+}
+
 fn arrow(ctx: &Ctx, x0: f64, y0: f64, x1: f64, y1: f64) {
     let (dx, dy) = (x1 - x0, y1 - y0);
     let len = dx.hypot(dy);

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 use web_sys::OffscreenCanvas;
 
-use super::draw::{draw_chart, draw_field, draw_image};
+use super::draw::{draw_chart, draw_field, draw_image, draw_paths};
 use super::session::{Session, read_f32};
 use crate::controls::Limits;
 use crate::elbo::bits_per_dim;
@@ -20,8 +20,10 @@ use crate::explain::{
 use crate::model::{NULL_CLASS, PIXELS};
 use crate::plot::{Axis, Chart, Scale, Series};
 use crate::protocol::{BackendInfo, BackendPreference, WeightFiles};
-use crate::schedule::{NoiseSchedule, ScheduleKind};
-use crate::toy::Mixture2d;
+use crate::noise::NoiseSource;
+use crate::schedule::{NoiseSchedule, ScheduleKind, VarianceKind};
+use crate::solver::Method;
+use crate::toy::{MarginalCheck, Mixture2d, check_marginals, mean_distance, points_at};
 
 /// Timesteps at which Tweedie's error is measured (one batched model call).
 const TWEEDIE_POINTS: usize = 25;
@@ -48,6 +50,34 @@ pub enum ExplainerRequest {
     ElboTerms { x0: Vec<f32>, seed: u32, first: usize, count: usize },
     /// The finished sweep's totals and charts.
     ElboSummary { term_nats: Vec<f64>, simple: Vec<f64>, prior_nats: f64 },
+    /// Section 6: the reverse SDE and the probability-flow ODE on the 2-D mixture, drawn at t
+    /// (the paths are computed once per seed).
+    Paths { t: usize, seed: u32 },
+}
+
+/// Points carried from x_T by each process in section 6 (kept small: 400 paths of 1001 states).
+const PATH_POINTS: usize = 400;
+/// Paths drawn as lines (all points are drawn as dots).
+const PATHS_TRACED: usize = 24;
+/// The step counts at which section 6 compares DDIM with DPM-Solver++ on the mixture.
+const SOLVER_STEPS: [usize; 3] = [5, 10, 20];
+
+/// DDIM (first order) against DPM-Solver++(2M) (second order) at one number of network
+/// evaluations: the mean distance from each one's samples to the ODE's own solution (its
+/// 1000-step endpoints, from the same starts). No sampling noise enters, only the solver's error.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SolverRow {
+    pub steps: usize,
+    pub ddim: f64,
+    pub dpm_solver: f64,
+}
+
+/// Section 6's paths for one seed.
+struct ToyRun {
+    seed: u32,
+    sde: Vec<Vec<[f64; 2]>>,
+    ode: Vec<Vec<[f64; 2]>>,
+    solvers: Vec<SolverRow>,
 }
 
 /// alpha_bar_t, sqrt(alpha_bar_t) and SNR(t) of one schedule at the chosen t.
@@ -94,6 +124,8 @@ pub enum ExplainerReply {
     ElboPrior { nats: f64 },
     ElboTerms { first: usize, nats: Vec<f64>, simple: Vec<f64> },
     ElboSummary { summary: ElboSummary },
+    /// The two clouds at t against q_t, and (per seed) DDIM against DPM-Solver++ at few steps.
+    Paths { check: MarginalCheck, solvers: Vec<SolverRow> },
     Failed { message: String },
 }
 
@@ -107,6 +139,7 @@ struct State {
 #[derive(Default)]
 pub struct ExplainerWorker {
     state: RefCell<Option<State>>,
+    toy: RefCell<Option<ToyRun>>,
     canvases: RefCell<Option<js_sys::Object>>,
 }
 
@@ -130,6 +163,27 @@ impl ExplainerWorker {
         };
         Ok(serde_wasm_bindgen::to_value(&reply)?)
     }
+}
+
+/// Section 6's computation for one seed, on the CPU backend (2-D points are host-sized work):
+/// the same starts through DDPM (the reverse SDE) and DDIM with eta 0 (the probability-flow
+/// ODE), every one of the T steps, and the sampler comparison at few steps.
+async fn toy_run(m: &Mixture2d, schedule: &NoiseSchedule, seed: u32) -> Result<ToyRun, String> {
+    let device = burn::tensor::Device::flex();
+    let total = schedule.timesteps();
+    let starts: Vec<[f64; 2]> = NoiseSource::new(seed as u64).normal(2 * PATH_POINTS).chunks(2).map(|c| [c[0] as f64, c[1] as f64]).collect();
+    let noise = || NoiseSource::new(seed as u64 + 1);
+    let sde = m.reverse_paths(Method::Ddpm { variance: VarianceKind::Beta }, schedule, &starts, &mut noise(), &device).await?;
+    let ode = m.reverse_paths(Method::Ddim { steps: total, eta: 0.0 }, schedule, &starts, &mut noise(), &device).await?;
+    let solution = points_at(&ode, usize::MAX);
+    let mut solvers = Vec::new();
+    for steps in SOLVER_STEPS {
+        let error = |paths: Vec<Vec<[f64; 2]>>| mean_distance(&points_at(&paths, usize::MAX), &solution);
+        let ddim = error(m.reverse_paths(Method::Ddim { steps, eta: 0.0 }, schedule, &starts, &mut noise(), &device).await?);
+        let dpm_solver = error(m.reverse_paths(Method::DpmSolver2M { steps }, schedule, &starts, &mut noise(), &device).await?);
+        solvers.push(SolverRow { steps, ddim, dpm_solver });
+    }
+    Ok(ToyRun { seed, sde, ode, solvers })
 }
 
 impl ExplainerWorker {
@@ -213,6 +267,7 @@ impl ExplainerWorker {
                 Ok(ExplainerReply::ElboTerms { first, nats, simple })
             }
             ExplainerRequest::ElboSummary { term_nats, simple, prior_nats } => self.elbo_summary(&term_nats, &simple, prior_nats),
+            ExplainerRequest::Paths { t, seed } => self.paths(t, seed).await,
         }
     }
 
@@ -328,6 +383,26 @@ impl ExplainerWorker {
         draw_field(&self.canvas("toy-formula")?, &m, alpha_bar, &|x| m.score_via_tweedie(x, alpha_bar))?;
         draw_field(&self.canvas("toy-exact")?, &m, alpha_bar, &|x| m.score(x, alpha_bar))?;
         Ok(ExplainerReply::Score { t: ts, rmse, toy_max_diff: m.tweedie_field_error(alpha_bar) })
+    }
+
+    async fn paths(&self, t: usize, seed: u32) -> Result<ExplainerReply, String> {
+        self.check_t(t)?;
+        let schedule = self.state.borrow().as_ref().unwrap().session.schedule.clone();
+        let total = schedule.timesteps();
+        let m = Mixture2d::example();
+        if self.toy.borrow().as_ref().map(|run| run.seed) != Some(seed) {
+            let run = toy_run(&m, &schedule, seed).await?;
+            *self.toy.borrow_mut() = Some(run);
+        }
+        let toy = self.toy.borrow();
+        let run = toy.as_ref().unwrap();
+        // After T - t steps both processes hold x_t.
+        let frame = total - t;
+        let a = schedule.alpha_bar[t - 1];
+        draw_paths(&self.canvas("paths-sde")?, &m, a, &run.sde, frame, PATHS_TRACED)?;
+        draw_paths(&self.canvas("paths-ode")?, &m, a, &run.ode, frame, PATHS_TRACED)?;
+        let check = check_marginals(&m, a, &points_at(&run.sde, frame), &points_at(&run.ode, frame), &mut NoiseSource::new(seed as u64 ^ 0x5eed));
+        Ok(ExplainerReply::Paths { check, solvers: run.solvers.clone() })
     }
 
     fn elbo_summary(&self, term_nats: &[f64], simple: &[f64], prior_nats: f64) -> Result<ExplainerReply, String> {

@@ -7,7 +7,7 @@
 //   kernel launches, queue submits, buffer reads);
 // - the longest main-thread task (PerformanceObserver "longtask") during a grid-64 run and during
 //   the explainer's full ELBO sweep, and the sweep's wall time.
-//   trunk build && node tests/e2e/bench.mjs
+//   scripts/build-web.sh && node tests/e2e/bench.mjs
 // Environment: BENCH_BACKENDS ("cpu,webgpu"), BENCH_STEPS_CPU (10), BENCH_STEPS_WEBGPU (3),
 // BENCH_GRIDS_WEBGPU ("1,16,64"), BENCH_WORKERS (the pool size; default the browser's cores),
 // NATIVE_MS_16 (native grid 16 on all cores, for the ratio; scripts/bench.sh sets it).

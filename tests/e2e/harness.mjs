@@ -13,8 +13,10 @@ const dist = path.join(root, "dist");
 const TYPES = { ".html": "text/html", ".js": "text/javascript", ".wasm": "application/wasm", ".css": "text/css", ".json": "application/json" };
 
 // /broken-missing/ serves the app without weights/unet.bpk; /broken-corrupt/ with one byte flipped.
+// `rewrites` maps a path to a function of the body served there (a test's stand-in for a new deploy).
 export async function startServer() {
-  if (!fs.existsSync(path.join(dist, "index.html"))) throw new Error("dist/ is missing: run `trunk build` first");
+  const rewrites = new Map();
+  if (!fs.existsSync(path.join(dist, "index.html"))) throw new Error("dist/ is missing: run scripts/build-web.sh first");
   const server = http.createServer((req, res) => {
     let url = decodeURIComponent(new URL(req.url, "http://x").pathname);
     let mode = "ok";
@@ -27,12 +29,13 @@ export async function startServer() {
       res.writeHead(404); res.end("not found"); return;
     }
     let body = fs.readFileSync(file);
+    if (rewrites.has(url)) body = Buffer.from(rewrites.get(url)(body.toString("utf8")));
     if (mode === "corrupt" && url.endsWith("unet.bpk")) { body = Buffer.from(body); body[body.length >> 1] ^= 0xff; }
     res.writeHead(200, { "content-type": TYPES[path.extname(file)] ?? "application/octet-stream" });
     res.end(body);
   });
   await new Promise((r) => server.listen(0, "127.0.0.1", r));
-  return { server, base: `http://127.0.0.1:${server.address().port}` };
+  return { server, base: `http://127.0.0.1:${server.address().port}`, rewrites };
 }
 
 export async function launchBrowser() {

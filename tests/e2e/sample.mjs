@@ -1,6 +1,6 @@
 // End-to-end test of the real app: serves the trunk build (dist/) on loopback, drives the system
 // Chromium (headless, WebGPU through SwiftShader) with playwright-core, and checks what a user sees.
-//   node tests/e2e/sample.mjs            (after `trunk build`)
+//   node tests/e2e/sample.mjs            (after scripts/build-web.sh)
 // Screenshots go to tests/e2e/artifacts/.
 import path from "node:path";
 import fs from "node:fs";

@@ -1,5 +1,6 @@
 // Downloads with real progress (bytes from the response stream), for the wasm module and the
 // weights. The page fetches each file once and hands the bytes to its workers.
+import { BUILD } from "./build.js";
 
 export async function fetchBytes(url, onProgress) {
   let response;
@@ -30,9 +31,10 @@ export async function fetchBytes(url, onProgress) {
 
 export const megabytes = (n) => `${(n / 1e6).toFixed(1)} MB`;
 
-// Fetch the app's wasm and the weights under `base`, reporting "what, bytes, of" as they come.
+// Fetch the app's wasm and the weights, reporting "what, bytes, of" as they come.
 // Resolves with the compiled module and the files every worker needs.
-export async function loadAssets(base, report) {
+export async function loadAssets(report) {
+  const base = BUILD.weights;
   const manifestText = new TextDecoder().decode(await fetchBytes(`${base}/manifest.json`, () => {}));
   let manifest;
   try { manifest = JSON.parse(manifestText); } catch (e) { throw new Error(`manifest.json is malformed: ${e.message}`); }
@@ -43,7 +45,7 @@ export async function loadAssets(base, report) {
     report(parts);
   };
   const [wasmBytes, unet, classifier] = await Promise.all([
-    fetchBytes(new URL("../ddpm-web_bg.wasm", import.meta.url).href, update("wasm")),
+    fetchBytes(new URL(BUILD.wasm, import.meta.url).href, update("wasm")),
     fetchBytes(`${base}/unet.bpk`, update("unet")),
     fetchBytes(`${base}/classifier.bpk`, update("classifier")),
   ]);

@@ -1,6 +1,7 @@
 // The explainer page: controls and text. Every number and figure is computed in workers
 // (js/explainer-worker.js): the first draws into the page's canvases; on the CPU the ELBO sweep is
 // split in chunks of t across all of them.
+import { registerServiceWorker } from "./build.js";
 import { fetchBytes, loadAssets, megabytes } from "./download.js";
 import { WorkerClient, WorkerFailure } from "./pool.js";
 
@@ -12,11 +13,41 @@ const fmt = (v, digits = 4) => Number.isFinite(v) ? (Math.abs(v) >= 1e-3 && Math
 const showMessage = (text, error = false) => { $("message").textContent = text; $("message").className = error ? "error" : ""; };
 const errorText = (e) => String(e && e.message ? e.message : e);
 const fail = (e) => { showMessage(errorText(e), true); document.body.dataset.state = "error"; };
-const ready = (id, value) => { $(id).dataset.ready = value ? "1" : "0"; };
+const ready = (id, value) => {
+  $(id).dataset.ready = value ? "1" : "0";
+  $(id).dataset.state = value ? "ready" : "loading";
+};
 const echo = (raw) => (raw.length > 40 ? raw.slice(0, 40) + "…" : raw);
 
+// The computed sentences with real subscripts: "μ_θ" and "L_{t−1}" become μ<sub>θ</sub> and
+// L<sub>t−1</sub>, built as DOM nodes (never parsed as HTML). Only for the page's own sentences.
+function setMath(element, text) {
+  const nodes = [];
+  let plain = "";
+  const chars = [...text];
+  for (let k = 0; k < chars.length; k++) {
+    if (chars[k] !== "_" || k + 1 >= chars.length) { plain += chars[k]; continue; }
+    let sub;
+    if (chars[k + 1] === "{") {
+      const end = chars.indexOf("}", k + 2);
+      sub = chars.slice(k + 2, end < 0 ? chars.length : end).join("");
+      k = end < 0 ? chars.length : end;
+    } else {
+      sub = chars[k + 1];
+      k += 1;
+    }
+    nodes.push(plain);
+    plain = "";
+    const element = document.createElement("sub");
+    element.textContent = sub;
+    nodes.push(element);
+  }
+  nodes.push(plain);
+  element.replaceChildren(...nodes);
+}
+
 const CANVASES = ["x0", "xt-forward", "alpha-chart", "snr-chart", "elbo-chart", "weights-chart", "v-xt", "v-eps", "v-x0",
-  "v-score", "v-posterior", "v-model", "tweedie-chart", "toy-formula", "toy-exact"];
+  "v-score", "v-posterior", "v-model", "tweedie-chart", "toy-formula", "toy-exact", "paths-sde", "paths-ode"];
 let lead = null;        // draws and computes the per-t sections
 let sweepers = [];      // compute ELBO chunks (the lead among them)
 let info = null;
@@ -59,22 +90,40 @@ async function updateViews() {
   ready("params", false); ready("step", false); ready("score", false);
   const { values: v } = await lead.request({ type: "views", t: t(), seed: seed() });
   results.views = v;
-  $("cap-eps").textContent = `ε_θ(x_t, t), shown ÷ ${fmt(v.eps_peak, 2)}`;
-  $("cap-score").textContent = `s_θ ≈ ∇ log q_t, shown ÷ ${fmt(v.score_peak, 2)}`;
-  $("params-values").textContent = `μ_θ through the noise, through x̂₀ and through the score: largest difference between any two routes ${fmt(v.route_max_diff)} `
+  $("cap-eps").textContent = `, shown ÷ ${fmt(v.eps_peak, 2)}`;
+  $("cap-score").textContent = `, shown ÷ ${fmt(v.score_peak, 2)}`;
+  setMath($("params-values"), `μ_θ through the noise, through x̂_0 and through the score: largest difference between any two routes ${fmt(v.route_max_diff)} `
     + `(x̂₀ route vs ε route ${fmt(v.mean_diff_x0_route)}, score route vs ε route ${fmt(v.mean_diff_score_route)}). `
     + (v.is_decoder ? "At t = 1 the bound's term is the decoder L₀, not a KL. " : `Weight each route's squared error gets in Lₜ₋₁ at this t (σₜ² = ${fmt(v.sigma2)}): `
-      + `ε: λ = β²/(2σ²α(1−ᾱ)) = ${fmt(v.weight_eps)}; x₀: ᾱₜ₋₁β²/(2σ²(1−ᾱ)²) = ${fmt(v.weight_x0)}; score: β²/(2σ²α) = ${fmt(v.weight_score)}. L_simple uses weight 1 on the ε error at every t.`);
-  const term = v.is_decoder ? `L₀ = −log p_θ(x₀ | x₁) = ${fmt(v.term_nats)} nats = ${fmt(v.term_bits)} bits/dim`
-    : `KL(q(xₜ₋₁ | xₜ, x₀) ‖ p_θ(xₜ₋₁ | xₜ)) = Lₜ₋₁ = ${fmt(v.term_nats)} nats = ${fmt(v.term_bits)} bits/dim`;
-  $("step-values").textContent = `${term}. ‖μ̃ − μ_θ‖ = ${fmt(v.mean_distance)}; variances: posterior β̃ₜ = ${fmt(v.posterior_variance)}, model σₜ² = ${fmt(v.sigma2)}.`;
+      + `ε: λ = β²/(2σ²α(1−ᾱ)) = ${fmt(v.weight_eps)}; x₀: ᾱₜ₋₁β²/(2σ²(1−ᾱ)²) = ${fmt(v.weight_x0)}; score: β²/(2σ²α) = ${fmt(v.weight_score)}. L_{simple} uses weight 1 on the ε error at every t.`));
+  const term = v.is_decoder ? `L_0 = −log p_θ(x_0 | x_1) = ${fmt(v.term_nats)} nats = ${fmt(v.term_bits)} bits/dim`
+    : `KL(q(x_{t−1} | x_t, x_0) ‖ p_θ(x_{t−1} | x_t)) = L_{t−1} = ${fmt(v.term_nats)} nats = ${fmt(v.term_bits)} bits/dim`;
+  setMath($("step-values"), `${term}. ‖μ̃ − μ_θ‖ = ${fmt(v.mean_distance)}; variances: posterior β̃_t = ${fmt(v.posterior_variance)}, model σ_t² = ${fmt(v.sigma2)}.`);
   ready("params", true); ready("step", true);
   const score = await lead.request({ type: "score", t: t(), seed: seed() });
   results.tweedie = { t: score.t, rmse: score.rmse };
   results.toyMaxDiff = score.toy_max_diff;
-  $("tweedie-values").textContent = `At t = ${t()}: Tweedie's x̂₀ differs from the network's x̂₀ by at most ${fmt(v.tweedie_vs_predicted_x0)} (they are one formula), and from the true x₀ by RMSE ${fmt(v.tweedie_rmse)}.`;
+  setMath($("tweedie-values"), `At t = ${t()}: Tweedie's x̂_0 differs from the network's x̂_0 by at most ${fmt(v.tweedie_vs_predicted_x0)} (they are one formula), and from the true x_0 by RMSE ${fmt(v.tweedie_rmse)}.`);
   $("toy-values").textContent = `Largest difference between the two fields over the 15×15 grid: ${fmt(score.toy_max_diff)}.`;
   ready("score", true);
+  await updatePaths();
+}
+
+async function updatePaths() {
+  ready("paths", false);
+  const r = await lead.request({ type: "paths", t: t(), seed: seed() });
+  results.paths = r;
+  const c = r.check;
+  setMath($("paths-values"), `At t = ${t()}, distance to exact draws of q_t (sliced Wasserstein-1): SDE ${fmt(c.sde_to_exact)}, ODE ${fmt(c.ode_to_exact)}; `
+    + `two exact draws of the same size differ by ${fmt(c.exact_floor)}. Yet a start's SDE and ODE points are ${fmt(c.mean_separation)} apart on average.`);
+  $("solver-table").tBodies[0].replaceChildren(...r.solvers.map((row) => {
+    const tr = document.createElement("tr");
+    for (const v of [String(row.steps), fmt(row.ddim), fmt(row.dpm_solver)]) tr.insertCell().textContent = v;
+    return tr;
+  }));
+  ["paths-sde", "paths-ode"].forEach((id) => $(id).setAttribute("aria-label",
+    `2-D mixture at t = ${t()}: 400 points carried by the ${id === "paths-sde" ? "reverse SDE (DDPM)" : "probability-flow ODE (DDIM, eta 0)"} over the density of q_t`));
+  ready("paths", true);
 }
 
 // The ELBO sweep: chunks of t handed to whichever worker is free; a sweep that is superseded
@@ -117,8 +166,8 @@ async function runElbo(newNoise) {
   if (again >= 0) draws[again] = { seed: drawSeed, bits: s.total_bits };
   else draws.push({ seed: drawSeed, bits: s.total_bits });
   results.elboDraws = draws.map((d) => d.bits);
-  $("elbo-values").textContent = `NLL bound for this digit: ${fmt(s.total_bits)} bits/dim = L_T ${fmt(s.prior_bits, 6)} + Σ Lₜ₋₁ ${fmt(s.diffusion_bits)} + L₀ ${fmt(s.decoder_bits)}. `
-    + `L_simple (mean ‖ε − ε_θ‖² per pixel over t) = ${fmt(s.simple)}.`;
+  setMath($("elbo-values"), `NLL bound for this digit: ${fmt(s.total_bits)} bits/dim = L_T ${fmt(s.prior_bits, 6)} + Σ L_{t−1} ${fmt(s.diffusion_bits)} + L_0 ${fmt(s.decoder_bits)}. `
+    + `L_{simple} (mean ‖ε − ε_θ‖² per pixel over t) = ${fmt(s.simple)}.`);
   const d = results.elboDraws, n = d.length, mean = d.reduce((a, b) => a + b, 0) / n;
   const sd = n > 1 ? Math.sqrt(d.reduce((a, b) => a + (b - mean) ** 2, 0) / (n - 1)) : NaN;
   $("elbo-draws").textContent = n > 1 ? `Over ${n} noise draws of this image: ${fmt(mean)} ± ${fmt(sd)} bits/dim (mean ± sd); draws ${d.map((x) => fmt(x, 3)).join(", ")}.`
@@ -207,7 +256,7 @@ async function boot() {
   if (["cpu", "webgpu"].includes(backendParam)) backend = backendParam;
   else if (backendParam && backendParam !== "auto") problems.push(`backend=${echo(backendParam)} is not cpu or webgpu; chose automatically`);
   const [assets, digits] = await Promise.all([
-    loadAssets("weights", (parts) => {
+    loadAssets((parts) => {
       if (document.body.dataset.state === "error") return;
       const got = parts.wasm[0] + parts.unet[0] + parts.classifier[0], total = parts.wasm[1] + parts.unet[1] + parts.classifier[1];
       showMessage(`Downloading the app and the model: ${megabytes(got)}${total ? ` of ${megabytes(total)}` : ""}.`);
@@ -243,6 +292,8 @@ async function boot() {
   $("t-value").textContent = `t = ${t()}`;
   await selectDigit();
   document.body.dataset.state = "ready";
+  // Once the app has loaded, cache it for offline use (deploy builds only).
+  registerServiceWorker();
   setupPad();
   $("digit").addEventListener("change", async () => { try { await selectDigit(); refreshAll(); } catch (e) { fail(e); } });
   $("t").addEventListener("input", () => { $("t-value").textContent = `t = ${t()}`; views(updateAll); });

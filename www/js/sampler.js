@@ -1,5 +1,6 @@
 // The sampling page: controls, drawing and the run loop. All model work happens in workers
 // (js/sampler-worker.js); this thread only sends typed requests and draws the tiles they return.
+import { registerServiceWorker } from "./build.js";
 import { loadAssets, megabytes } from "./download.js";
 import { Pool, WorkerClient, WorkerFailure } from "./pool.js";
 
@@ -46,7 +47,10 @@ function applyLimits() {
     Object.assign($(name), { min: String(rule.min), max: String(rule.max), step: String(rule.step) });
   }
   $("count").replaceChildren(...limits.grids.map((n) => new Option(`${n}`, String(n))));
+  $("sampler").replaceChildren(...limits.samplers.map((s) => new Option(s.label, s.kind)));
 }
+
+const samplerChoice = () => limits && limits.samplers.find((s) => s.kind === $("sampler").value);
 
 function applyControls(c) {
   $("digit").value = c.class.kind === "any_digit" ? "any" : c.class.kind === "unconditional" ? "none" : String(c.class.digit);
@@ -67,10 +71,12 @@ function refreshControls() {
   const unconditional = $("digit").value === "none";
   $("guidance").disabled = unconditional;
   $("guidance-note").textContent = unconditional ? "Not used: the unconditional model is what guidance pushes away from." : "";
-  const ddpm = $("sampler").value === "ddpm";
-  $("steps").disabled = ddpm;
-  $("eta").disabled = ddpm;
-  $("steps-note").textContent = ddpm ? `DDPM always takes all ${limits ? limits.steps.max : 1000} steps.` : "";
+  const choice = samplerChoice();
+  if (!choice) return;
+  $("sampler-help").textContent = choice.help;
+  $("steps").disabled = !choice.uses_steps;
+  $("eta").disabled = !choice.uses_eta;
+  $("steps-note").textContent = choice.uses_steps ? "" : `DDPM always takes all ${limits.steps.max} steps.`;
 }
 
 function writeUrl(query) {
@@ -191,7 +197,7 @@ async function run() {
   setState("sampling");
   showMessage("Sampling…");
   const d = $("digit").value;
-  runLabel = `digit${d}-${controls.sampler === "ddpm" ? "ddpm" : `ddim${controls.steps}`}-w${controls.guidance}-seed${controls.seed}`;
+  runLabel = `digit${d}-${controls.sampler === "ddpm" ? "ddpm" : `${controls.sampler}${controls.steps}`}-w${controls.guidance}-seed${controls.seed}`;
   let kept = 0;
   try {
     const began = await pool.begin(controls);
@@ -332,7 +338,10 @@ window.ddpm = {
 
 (async () => {
   try {
-    assets = await loadAssets("weights", reportLoading);
-    if (await boot()) run().catch(showError);
+    assets = await loadAssets(reportLoading);
+    const booted = await boot();
+    // Once the app has loaded, cache it for offline use (deploy builds only).
+    registerServiceWorker();
+    if (booted) run().catch(showError);
   } catch (e) { showError(e); }
 })();

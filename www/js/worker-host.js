@@ -34,11 +34,10 @@ if (self.GPUAdapter) {
   };
 }
 
-export function serveRequests(init, create) {
+// `start(module)` instantiates the wasm module and resolves with the request handler.
+export function serveRequests(start) {
   let provide;
-  const ready = new Promise((resolve) => { provide = resolve; })
-    .then((module) => init({ module_or_path: module }))
-    .then(create);
+  const ready = new Promise((resolve) => { provide = resolve; }).then(start);
   let queue = Promise.resolve();
   self.onmessage = (event) => {
     const { id, request, control, module, canvases } = event.data;
