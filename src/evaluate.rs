@@ -122,7 +122,7 @@ pub fn conditional_accuracy(
         let mut done = 0usize;
         while done < per_digit {
             let count = batch.min(per_digit - done);
-            let key = format!("acc-cells-{tag}-d{digit}-o{done}-n{count}");
+            let key = format!("acc-cells-{tag}-w{}-d{digit}-o{done}-n{count}", cfg.guidance);
             let chunk_hits: usize = cache.get_or(&key, || {
                 let settings = SampleSettings {
                     class: ClassChoice::Digit(digit),

@@ -312,3 +312,50 @@ pub fn check_marginals(m: &Mixture2d, a: f64, sde: &[[f64; 2]], ode: &[[f64; 2]]
         mean_separation: mean_distance(sde, ode),
     }
 }
+
+/// A few 2-D paths of each sampler from fixed starts and noise: recorded natively, recomputed by
+/// the browser suite on WebGPU and on the CPU in wasm (the explainer's section 6 runs this code).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PathsFixture {
+    /// Per method (DDPM 1000, DDIM eta 0 over 1000, DPM-Solver++(2M) over 10): every point's
+    /// state after 250, 500, 750 steps (where the run has them) and at the end.
+    pub methods: Vec<(Method, Vec<Vec<[f64; 2]>>)>,
+}
+
+impl PathsFixture {
+    const POINTS: usize = 16;
+
+    pub async fn compute(device: &Device) -> Result<Self, String> {
+        let m = Mixture2d::example();
+        let schedule = NoiseSchedule::new(crate::schedule::ScheduleKind::DDPM_LINEAR, 1000);
+        let starts: Vec<[f64; 2]> = NoiseSource::new(99).normal(2 * Self::POINTS).chunks(2).map(|c| [c[0] as f64, c[1] as f64]).collect();
+        let mut methods = Vec::new();
+        for method in [
+            Method::Ddpm { variance: crate::schedule::VarianceKind::Beta },
+            Method::Ddim { steps: 1000, eta: 0.0 },
+            Method::DpmSolver2M { steps: 10 },
+        ] {
+            let paths = m.reverse_paths(method, &schedule, &starts, &mut NoiseSource::new(100), device).await?;
+            let frames: Vec<Vec<[f64; 2]>> = [250, 500, 750, usize::MAX].iter().filter(|&&f| f == usize::MAX || f < paths[0].len()).map(|&f| points_at(&paths, f)).collect();
+            methods.push((method, frames));
+        }
+        Ok(Self { methods })
+    }
+
+    /// The largest coordinate difference from `other` (infinite when the layouts differ).
+    pub fn max_difference(&self, other: &Self) -> f64 {
+        if self.methods.len() != other.methods.len() {
+            return f64::INFINITY;
+        }
+        let mut worst = 0.0f64;
+        for ((m1, f1), (m2, f2)) in self.methods.iter().zip(&other.methods) {
+            if m1 != m2 || f1.len() != f2.len() {
+                return f64::INFINITY;
+            }
+            for (a, b) in f1.iter().flatten().zip(f2.iter().flatten()) {
+                worst = worst.max((a[0] - b[0]).abs()).max((a[1] - b[1]).abs());
+            }
+        }
+        worst
+    }
+}

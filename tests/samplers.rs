@@ -195,3 +195,19 @@ fn sde_and_ode_share_every_marginal_but_not_their_paths() {
         assert!(check.mean_separation > 10.0 * floor, "t = {t}: the paths differ point by point: {check:?}");
     }
 }
+
+/// The 2-D paths the explainer draws, recorded natively for the browser suite (tests/web.rs),
+/// which recomputes them on WebGPU and on the CPU in wasm.
+/// `DDPM_UPDATE_FIXTURES=1 cargo test --test samplers` rewrites tests/fixtures/paths-2d.json.
+#[test]
+fn two_d_paths_fixture_is_current() {
+    use ddpm_web::toy::PathsFixture;
+    const FIXTURE: &str = "tests/fixtures/paths-2d.json";
+    let now = block_on(PathsFixture::compute(&dev())).unwrap();
+    if std::env::var("DDPM_UPDATE_FIXTURES").is_ok() {
+        std::fs::write(FIXTURE, serde_json::to_string_pretty(&now).unwrap() + "\n").unwrap();
+    }
+    let fixture: PathsFixture = serde_json::from_str(&std::fs::read_to_string(FIXTURE).expect("DDPM_UPDATE_FIXTURES=1 writes it")).unwrap();
+    let gap = fixture.max_difference(&now);
+    assert!(gap < 1e-5, "native paths moved by {gap} from the fixture (rewrite it if the solver changed on purpose)");
+}

@@ -2,7 +2,8 @@
 //! through SwiftShader), where the pages run all model work: the wgpu device initialises
 //! asynchronously; one U-Net forward and one reverse step on WebGPU equal the CPU fallback's for
 //! the same weights and seeded noise; the fallback takes over when WebGPU is missing; the
-//! sampling page's worker, split over 1, 2 and 3 workers, reproduces the native trajectory.
+//! sampling page's worker, split over 1, 2 and 3 workers, reproduces the native trajectory; the
+//! explainer's 2-D sampler paths reproduce the native ones.
 #![cfg(target_family = "wasm")]
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
@@ -245,6 +246,33 @@ mod seeded_trajectory {
     #[wasm_bindgen_test]
     async fn cpu_fallback_reproduces_the_native_trajectory() {
         check(&Device::flex(), "CPU (wasm)").await;
+    }
+}
+
+mod two_d_paths {
+    //! The explainer's section 6 (the reverse SDE and the probability-flow ODE on the 2-D mixture,
+    //! and DPM-Solver++): the same starts and noise give the native paths of
+    //! tests/fixtures/paths-2d.json on WebGPU and on the CPU in wasm.
+    use super::*;
+    use ddpm_web::toy::PathsFixture;
+
+    async fn check(device: &Device, name: &str, tolerance: f64) {
+        let fixture: PathsFixture = serde_json::from_str(include_str!("fixtures/paths-2d.json")).unwrap();
+        let here = PathsFixture::compute(device).await.unwrap();
+        let gap = fixture.max_difference(&here);
+        log(&format!("{name}: 2-D SDE/ODE/DPM-Solver++ paths, max |diff| from native = {gap:e}"));
+        assert!(gap < tolerance, "{name}: paths differ from native by {gap}");
+    }
+
+    #[wasm_bindgen_test]
+    async fn webgpu_reproduces_the_native_paths() {
+        // f32 kernels of another device over 1000 steps: 1e-3 is 1/5000 of the plane's width.
+        check(&webgpu().await, "WebGPU", 1e-3).await;
+    }
+
+    #[wasm_bindgen_test]
+    async fn cpu_fallback_reproduces_the_native_paths() {
+        check(&Device::flex(), "CPU (wasm)", 1e-5).await;
     }
 }
 

@@ -58,7 +58,7 @@ pub enum ExplainerRequest {
 /// Points carried from x_T by each process in section 6 (kept small: 400 paths of 1001 states).
 const PATH_POINTS: usize = 400;
 /// Paths drawn as lines (all points are drawn as dots).
-const PATHS_TRACED: usize = 24;
+const PATHS_TRACED: usize = 12;
 /// The step counts at which section 6 compares DDIM with DPM-Solver++ on the mixture.
 const SOLVER_STEPS: [usize; 3] = [5, 10, 20];
 

@@ -14,19 +14,19 @@ const { test, finish } = testRunner();
 // Set a control as a person would (sliders cannot be typed into) and let the page react.
 const setControl = (page, id, value) => page.$eval(`#${id}`, (el, v) => { el.value = v; el.dispatchEvent(new Event("input", { bubbles: true })); }, String(value));
 
-async function sampleSeven(backend) {
+async function sampleSeven(backend, sampler = "sampler=ddim&steps=50", steps = "50") {
   return withPage(async (page, errors) => {
-    await page.goto(`${base}/?digit=7&steps=50&count=4&seed=7&start=1${backend ? `&backend=${backend}` : ""}`);
+    await page.goto(`${base}/?digit=7&${sampler}&count=4&seed=7&start=1${backend ? `&backend=${backend}` : ""}`);
     await waitState(page, ["done", "error"], 15 * 60 * 1000);
     const state = await page.evaluate(() => document.body.dataset.state);
     const message = await page.textContent("#message");
     assert(state === "done", `page ended in state ${state}: ${message}`);
     const used = await page.evaluate(() => document.body.dataset.backend);
-    const steps = await page.evaluate(() => document.body.dataset.step);
-    assert(steps === "50", `data-step is ${steps}, expected 50`);
+    const drawn = await page.evaluate(() => document.body.dataset.step);
+    assert(drawn === steps, `data-step is ${drawn}, expected ${steps}`);
     const labels = (await page.evaluate(() => document.body.dataset.labels)).split(",").map(Number);
     const onCanvas = Array.from(await page.evaluate(() => window.ddpm.classifyCanvas()));
-    await page.screenshot({ path: path.join(artifacts, `sample-7-${used}.png`) });
+    await page.screenshot({ path: path.join(artifacts, `sample-7-${used}-${sampler.replace(/[^a-z0-9]+/g, "-")}.png`) });
     assert(JSON.stringify(onCanvas) === JSON.stringify(labels), `readout ${labels} but the canvas reads as ${onCanvas}`);
     assert(labels.filter((l) => l === 7).length >= 3, `asked for 7s, the classifier reads ${labels}`);
     assert(errors.length === 0, `console errors: ${errors.join(" | ")}`);
@@ -43,6 +43,11 @@ await test("samples_digit_7_with_ddim_50_on_the_default_backend", async () => {
 await test("samples_digit_7_on_the_cpu_fallback", async () => {
   const { used } = await sampleSeven("cpu");
   assert(used === "cpu", `backend was ${used}`);
+});
+
+// The second-order sampler: ten network evaluations draw readable 7s.
+await test("samples_digit_7_with_dpm_solver_in_10_steps_on_the_cpu", async () => {
+  await sampleSeven("cpu", "sampler=dpm2m&steps=10", "10");
 });
 
 await test("out_of_range_url_parameters_get_a_message_and_defaults", () => withPage(async (page) => {
@@ -94,6 +99,23 @@ for (const [mode, expected] of [["missing", "HTTP 404"], ["corrupt", "SHA-256"]]
   }));
 }
 
+// The first thing a visitor sees: the default run (any digit, the default guidance and sampler)
+// at grid 64, seeds 1-4. The grids are saved to look at; nearly every cell reads as its digit.
+await test("default_run_at_grid_64_draws_readable_digits_for_seeds_1_to_4", () => withPage(async (page, errors) => {
+  for (const seed of [1, 2, 3, 4]) {
+    await page.goto(`${base}/?count=64&seed=${seed}&every=50&backend=cpu&start=1`);
+    await waitState(page, ["done", "error"], 10 * 60 * 1000);
+    assert(await page.evaluate(() => document.body.dataset.state) === "done", await page.textContent("#message"));
+    await page.locator("#samples").screenshot({ path: path.join(artifacts, `default-grid64-seed${seed}.png`) });
+    const labels = (await page.textContent("#drawn-labels")).match(/\d/g);
+    const read = (await page.evaluate(() => document.body.dataset.labels)).split(",");
+    const agree = read.filter((l, k) => l === labels[k]).length;
+    console.log(`  seed ${seed}: ${agree} of 64 read as their drawn digit`);
+    assert(labels.length === 64 && agree >= 60, `seed ${seed}: ${agree} of 64 cells read as the drawn digit (drew ${labels}, read ${read})`);
+  }
+  assert(errors.length === 0, `console errors: ${errors.join(" | ")}`);
+}));
+
 await test("stop_takes_effect_within_a_step_and_the_page_stays_usable", () => withPage(async (page, errors) => {
   await page.goto(`${base}/?digit=3&steps=0&count=1&backend=cpu&start=1`);
   await page.waitForFunction(() => {
@@ -125,7 +147,7 @@ function pngSize(file) {
 }
 
 await test("timeline_replays_kept_frames_and_downloads_grid_and_strip_pngs", () => withPage(async (page, errors) => {
-  await page.goto(`${base}/?digit=4&steps=10&count=4&seed=3&backend=cpu&start=1`);
+  await page.goto(`${base}/?digit=4&guidance=2&steps=10&count=4&seed=3&backend=cpu&start=1`);
   await waitState(page, ["done", "error"], 5 * 60 * 1000);
   assert(await page.evaluate(() => document.body.dataset.state) === "done", await page.textContent("#message"));
   assert(await page.getAttribute("#timeline", "max") === "9", "10 drawn steps should give 10 frames");

@@ -339,9 +339,9 @@ window.ddpm = {
 (async () => {
   try {
     assets = await loadAssets(reportLoading);
-    const booted = await boot();
+    const startNow = await boot();
     // Once the app has loaded, cache it for offline use (deploy builds only).
     registerServiceWorker();
-    if (booted) run().catch(showError);
+    if (startNow) run().catch(showError);
   } catch (e) { showError(e); }
 })();

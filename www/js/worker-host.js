@@ -54,6 +54,9 @@ export function serveRequests(start) {
       } catch (e) {
         postMessage({ id, trap: String(e && e.message ? e.message : e) });
       }
+      // End the task between requests: an OffscreenCanvas shows what was drawn into it only
+      // when the worker's task ends, and queued requests would otherwise run on as microtasks.
+      await new Promise((resolve) => setTimeout(resolve, 0));
     });
   };
 }
