@@ -299,3 +299,59 @@ impl Controls {
         SampleSettings { class: self.class, guidance: self.guidance, method, seed: self.seed, count, first_cell, clip_x0: true }
     }
 }
+
+/// The explainer page's URL, read by the same rules as the sampling page's: which shipped digit,
+/// which t, which noise seed, and the page options (backend, CPU workers). A bad value keeps its
+/// default and adds a bounded message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExplainerQuery {
+    /// Index of the shipped held-out example digit.
+    pub digit: usize,
+    pub t: usize,
+    pub seed: u64,
+    pub backend: crate::protocol::BackendPreference,
+    pub workers: Option<usize>,
+    pub problems: Vec<String>,
+}
+
+impl ExplainerQuery {
+    /// The t the page opens at.
+    pub const DEFAULT_T: usize = 100;
+
+    /// The backend the URL asks for (automatic when it names none or a bad one; `parse` reports it).
+    pub fn backend_of(pairs: &[(String, String)]) -> crate::protocol::BackendPreference {
+        pairs
+            .iter()
+            .filter(|(name, _)| name == "backend")
+            .filter_map(|(_, raw)| crate::protocol::BackendPreference::parse(Some(raw)).ok())
+            .last()
+            .unwrap_or(crate::protocol::BackendPreference::Auto)
+    }
+
+    pub fn parse(pairs: &[(String, String)], timesteps: usize, example_digits: usize, limits: &Limits) -> Self {
+        let digit_rule = NumberLimit::whole(0.0, example_digits.saturating_sub(1) as f64, 0.0);
+        let t_rule = NumberLimit::whole(1.0, timesteps as f64, Self::DEFAULT_T.min(timesteps) as f64);
+        let mut q = Self {
+            digit: digit_rule.default as usize,
+            t: t_rule.default as usize,
+            seed: limits.seed.default as u64,
+            backend: crate::protocol::BackendPreference::Auto,
+            workers: None,
+            problems: Vec::new(),
+        };
+        for (name, raw) in pairs {
+            let result = match name.as_str() {
+                "digit" => digit_rule.check(name, raw).map(|v| q.digit = v as usize),
+                "t" => t_rule.check(name, raw).map(|v| q.t = v as usize),
+                "seed" => limits.seed.check(name, raw).map(|v| q.seed = v as u64),
+                "backend" => crate::protocol::BackendPreference::parse(Some(raw)).map(|b| q.backend = b),
+                "workers" => limits.workers.check(name, raw).map(|v| q.workers = Some(v as usize)),
+                _ => Ok(()),
+            };
+            if let Err(problem) = result {
+                q.problems.push(problem);
+            }
+        }
+        q
+    }
+}

@@ -148,3 +148,23 @@ fn every_offered_sampler_parses_from_its_name_and_maps_to_its_method() {
         assert!(!choice.label.is_empty() && choice.help.ends_with('.'));
     }
 }
+
+#[test]
+fn explainer_url_is_read_by_the_same_rules() {
+    use ddpm_web::controls::ExplainerQuery;
+    use ddpm_web::protocol::BackendPreference;
+    let l = limits();
+    let q = ExplainerQuery::parse(&pairs(""), 1000, 10, &l);
+    assert_eq!((q.digit, q.t, q.seed, q.backend, q.workers), (0, ExplainerQuery::DEFAULT_T, 1, BackendPreference::Auto, None));
+    let q = ExplainerQuery::parse(&pairs("digit=3&t=200&seed=9&backend=cpu&workers=2"), 1000, 10, &l);
+    assert_eq!((q.digit, q.t, q.seed, q.backend, q.workers), (3, 200, 9, BackendPreference::Cpu, Some(2)));
+    assert!(q.problems.is_empty(), "{:?}", q.problems);
+    for (query, name) in [("digit=10", "digit"), ("digit=-1", "digit"), ("t=0", "t"), ("t=1001", "t"), ("t=2.5", "t"), ("seed=x", "seed"), ("workers=0", "workers"), ("backend=tpu", "backend")] {
+        let q = ExplainerQuery::parse(&pairs(query), 1000, 10, &l);
+        assert_eq!((q.digit, q.t, q.seed), (0, ExplainerQuery::DEFAULT_T, 1), "{query} changed a value");
+        assert_eq!(q.problems.len(), 1, "{query}: {:?}", q.problems);
+        assert!(q.problems[0].starts_with(name), "{query}: {}", q.problems[0]);
+    }
+    let long = ExplainerQuery::parse(&pairs(&format!("t={}", "9".repeat(5000))), 1000, 10, &l);
+    assert!(long.problems[0].chars().count() < 120, "bounded echo: {}", long.problems[0]);
+}

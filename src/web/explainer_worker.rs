@@ -11,7 +11,7 @@ use web_sys::OffscreenCanvas;
 
 use super::draw::{draw_chart, draw_field, draw_image, draw_paths};
 use super::session::{Session, read_f32};
-use crate::controls::Limits;
+use crate::controls::{ExplainerQuery, Limits};
 use crate::elbo::bits_per_dim;
 use crate::explain::{
     ElboSummary, ExampleDigit, elbo_summary, elbo_terms, elbo_weighting, forward_sample, l2_distance, log_spaced_indices, loss_weights,
@@ -19,7 +19,7 @@ use crate::explain::{
 };
 use crate::model::{NULL_CLASS, PIXELS};
 use crate::plot::{Axis, Chart, Scale, Series};
-use crate::protocol::{BackendInfo, BackendPreference, WeightFiles};
+use crate::protocol::{BackendInfo, WeightFiles};
 use crate::noise::NoiseSource;
 use crate::schedule::{NoiseSchedule, ScheduleKind, VarianceKind};
 use crate::solver::Method;
@@ -32,8 +32,9 @@ const COLORS: [&str; 4] = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"];
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ExplainerRequest {
-    /// Choose the backend (`backend`), verify and decode the weights, read the example digits.
-    Init { backend: BackendPreference, files: WeightFiles, digits: String },
+    /// Read the page's URL (`query`, name/value pairs), choose the backend it asks for, verify
+    /// and decode the weights, read the example digits.
+    Init { query: Vec<(String, String)>, files: WeightFiles, digits: String },
     /// Shipped held-out digit `index`.
     SelectDigit { index: usize },
     /// A digit the reader drew: 784 grey levels, row-major.
@@ -114,8 +115,9 @@ pub struct ViewValues {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ExplainerReply {
-    /// `limits` carries the worker pool's rule, shared with the sampling page.
-    Ready { backend: BackendInfo, timesteps: usize, schedule: String, digit_labels: Vec<usize>, limits: Limits },
+    /// `limits` carries the worker pool's rule, shared with the sampling page; `query` the URL's
+    /// values, each checked (its problems are for the page to show).
+    Ready { backend: BackendInfo, timesteps: usize, schedule: String, digit_labels: Vec<usize>, limits: Limits, query: ExplainerQuery },
     /// The chosen image in model space (the page hands it to the sweep's workers).
     Selected { x0: Vec<f32> },
     Forward { schedules: Vec<ScheduleValues> },
@@ -202,15 +204,19 @@ impl ExplainerWorker {
     }
 
     async fn reply(&self, request: ExplainerRequest) -> Result<ExplainerReply, String> {
-        if let ExplainerRequest::Init { backend, files, digits } = request {
-            let session = Session::open(backend, files).await?;
+        if let ExplainerRequest::Init { query, files, digits } = request {
             let digits = parse_example_digits(&digits)?;
+            // The URL names the backend; its other values are checked once the model's T is known.
+            let session = Session::open(ExplainerQuery::backend_of(&query), files).await?;
+            let limits = Limits::new(session.config.timesteps, session.config.guidance);
+            let query = ExplainerQuery::parse(&query, session.config.timesteps, digits.len(), &limits);
             let reply = ExplainerReply::Ready {
                 backend: session.backend.info.clone(),
                 timesteps: session.config.timesteps,
                 schedule: session.config.schedule.name().into(),
                 digit_labels: digits.iter().map(|d| d.label).collect(),
-                limits: Limits::new(session.config.timesteps, session.config.guidance),
+                limits,
+                query,
             };
             let x0 = digits[0].to_model_space();
             *self.state.borrow_mut() = Some(State { session, digits, x0 });

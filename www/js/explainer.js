@@ -17,7 +17,6 @@ const ready = (id, value) => {
   $(id).dataset.ready = value ? "1" : "0";
   $(id).dataset.state = value ? "ready" : "loading";
 };
-const echo = (raw) => (raw.length > 40 ? raw.slice(0, 40) + "…" : raw);
 
 // The computed sentences with real subscripts: "μ_θ" and "L_{t−1}" become μ<sub>θ</sub> and
 // L<sub>t−1</sub>, built as DOM nodes (never parsed as HTML). Only for the page's own sentences.
@@ -177,22 +176,6 @@ async function runElbo(newNoise) {
 }
 const elboQueue = serial();
 
-function validateUrl() {
-  const problems = [];
-  const digit = params.get("digit");
-  if (digit !== null) {
-    if (/^\d+$/.test(digit) && +digit < info.digit_labels.length) $("digit").value = digit;
-    else problems.push(`digit=${echo(digit)} is not one of 0-${info.digit_labels.length - 1}; using 0`);
-  }
-  for (const [name, max] of [["t", info.timesteps], ["seed", 4294967295]]) {
-    const raw = params.get(name);
-    if (raw === null) continue;
-    if (/^\d+$/.test(raw) && +raw >= (name === "t" ? 1 : 0) && +raw <= max) $(name).value = raw;
-    else problems.push(`${name}=${echo(raw)} is out of range; using ${$(name).value}`);
-  }
-  return problems;
-}
-
 // The drawing pad: white strokes on black, averaged down to 28x28 grey levels. Arrow keys move a
 // pen and Space draws, for readers without a pointer.
 function setupPad() {
@@ -250,11 +233,6 @@ async function selectDigit() {
 }
 
 async function boot() {
-  const backendParam = params.get("backend") ?? "";
-  const problems = [];
-  let backend = "auto";
-  if (["cpu", "webgpu"].includes(backendParam)) backend = backendParam;
-  else if (backendParam && backendParam !== "auto") problems.push(`backend=${echo(backendParam)} is not cpu or webgpu; chose automatically`);
   const [assets, digits] = await Promise.all([
     loadAssets((parts) => {
       if (document.body.dataset.state === "error") return;
@@ -266,18 +244,14 @@ async function boot() {
   const onFatal = (message) => fail(`${message}. Reload the page to start again.`);
   lead = new WorkerClient(WORKER, assets.module, onFatal);
   lead.attachCanvases(Object.fromEntries(CANVASES.map((id) => [id, $(id)])));
-  info = await lead.request({ type: "init", backend, files: assets.files, digits });
+  // The URL is read in Rust (crate::controls::ExplainerQuery), by the sampling page's rules.
+  info = await lead.request({ type: "init", query: [...params], files: assets.files, digits });
+  const query = info.query;
   sweepers = [lead];
   if (info.backend.kind === "cpu") {
-    const raw = params.get("workers");
-    const rule = info.limits.workers;
-    let wanted = Math.max(1, Math.min(navigator.hardwareConcurrency || 1, info.limits.default_workers_cap));
-    if (raw !== null) {
-      if (/^\d+$/.test(raw) && +raw >= rule.min && +raw <= rule.max) wanted = +raw;
-      else problems.push(`workers=${echo(raw)} is not ${rule.min}-${rule.max}; using ${wanted}`);
-    }
+    const wanted = query.workers ?? Math.max(1, Math.min(navigator.hardwareConcurrency || 1, info.limits.default_workers_cap));
     const helpers = Array.from({ length: wanted - 1 }, () => new WorkerClient(WORKER, assets.module, onFatal));
-    const settled = await Promise.allSettled(helpers.map((h) => h.request({ type: "init", backend: "cpu", files: assets.files, digits })));
+    const settled = await Promise.allSettled(helpers.map((h) => h.request({ type: "init", query: [["backend", "cpu"]], files: assets.files, digits })));
     settled.forEach((r, k) => { if (r.status === "fulfilled") sweepers.push(helpers[k]); else helpers[k].terminate(); });
   }
   document.body.dataset.backend = info.backend.kind;
@@ -287,8 +261,10 @@ async function boot() {
   $("backend").className = info.backend.fallback_reason ? "fallback" : "";
   info.digit_labels.forEach((label, k) => $("digit").add(new Option(`held-out digit ${label}`, String(k))));
   $("t").max = String(info.timesteps);
-  problems.push(...validateUrl());
-  showMessage(problems.length ? problems.join(". ") + "." : "Ready.");
+  $("digit").value = String(query.digit);
+  $("t").value = String(query.t);
+  $("seed").value = String(query.seed);
+  showMessage(query.problems.length ? query.problems.join(". ") + "." : "Ready.");
   $("t-value").textContent = `t = ${t()}`;
   await selectDigit();
   document.body.dataset.state = "ready";
