@@ -43,6 +43,14 @@ use serde_json::json;
 /// A sample counts as legible when the classifier reads it with at least this probability.
 const CONFIDENT: f32 = 0.9;
 
+/// A comma-separated list after `flag`, every item parsed and accepted by `valid`.
+fn list<T: std::str::FromStr>(raw: Option<String>, flag: &str, what: &str, valid: impl Fn(&T) -> bool) -> Result<Vec<T>, String> {
+    let raw = raw.ok_or(format!("{flag} needs a comma-separated list"))?;
+    raw.split(',')
+        .map(|item| item.trim().parse::<T>().ok().filter(|v| valid(v)).ok_or(format!("{flag}: {item} is not {what}")))
+        .collect()
+}
+
 fn main() {
     if let Err(e) = run() {
         eprintln!("error: {e}");
@@ -65,21 +73,9 @@ fn run() -> Result<(), String> {
             "--nll-digits" => nll_digits = num("--nll-digits")?,
             "--batch" => batch = num("--batch")?,
             "--record" => record = true,
-            "--guidance" => {
-                let list = args.next().ok_or("--guidance needs a list of weights")?;
-                weights_swept = list
-                    .split(',')
-                    .map(|w| w.trim().parse::<f64>().ok().filter(|w| (0.0..=10.0).contains(w)).ok_or(format!("--guidance: {w} is not a weight in [0, 10]")))
-                    .collect::<Result<_, _>>()?;
-            }
+            "--guidance" => weights_swept = list(args.next(), "--guidance", "a weight in [0, 10]", |w: &f64| (0.0..=10.0).contains(w))?,
             "--steps-samples" => steps_samples = num("--steps-samples")?,
-            "--steps-list" => {
-                let list = args.next().ok_or("--steps-list needs a list of step counts")?;
-                steps_list = list
-                    .split(',')
-                    .map(|k| k.trim().parse::<usize>().ok().filter(|k| (2..=1000).contains(k)).ok_or(format!("--steps-list: {k} is not a step count in 2..=1000")))
-                    .collect::<Result<_, _>>()?;
-            }
+            "--steps-list" => steps_list = list(args.next(), "--steps-list", "a step count in 2..=1000", |k: &usize| (2..=1000).contains(k))?,
             "--weights" => dir = args.next().ok_or("--weights needs a directory")?.into(),
             "--only" => only = args.next().ok_or("--only needs a list")?.split(',').map(|s| s.trim().to_string()).collect(),
             other => return Err(format!("unknown argument {other}")),

@@ -34,8 +34,8 @@ pub fn draw_image(canvas: &OffscreenCanvas, values: &[f32]) -> Result<(), String
     draw_rgba(canvas, w, h, &rgba)
 }
 
-/// q_t's density as shading and a score field as arrows, one length scale for all arrows.
-pub fn draw_field(canvas: &OffscreenCanvas, m: &Mixture2d, a: f64, score: &dyn Fn([f64; 2]) -> [f64; 2]) -> Result<(), String> {
+/// Fills a square canvas with q_t's density as shading; returns its context and side in pixels.
+fn shade_density(canvas: &OffscreenCanvas, m: &Mixture2d, a: f64) -> Result<(Ctx, f64), String> {
     let size = 96usize;
     let shading = OffscreenCanvas::new(size as u32, size as u32).map_err(|e| format!("{e:?}"))?;
     draw_rgba(&shading, size, size, &m.density_rgba(a, size))?;
@@ -44,7 +44,18 @@ pub fn draw_field(canvas: &OffscreenCanvas, m: &Mixture2d, a: f64, score: &dyn F
     let ctx = context_2d(canvas)?;
     ctx.set_image_smoothing_enabled(true);
     ctx.draw_image_with_offscreen_canvas_and_dw_and_dh(&shading, 0.0, 0.0, side, side).map_err(|e| format!("{e:?}"))?;
-    let to_px = |x: [f64; 2]| ((x[0] + EXTENT) / (2.0 * EXTENT) * side, (EXTENT - x[1]) / (2.0 * EXTENT) * side);
+    Ok((ctx, side))
+}
+
+/// A point of the plane [-EXTENT, EXTENT]^2 (y up) in pixels of a square canvas of `side`.
+fn plane_to_px(x: [f64; 2], side: f64) -> (f64, f64) {
+    ((x[0] + EXTENT) / (2.0 * EXTENT) * side, (EXTENT - x[1]) / (2.0 * EXTENT) * side)
+}
+
+/// q_t's density as shading and a score field as arrows, one length scale for all arrows.
+pub fn draw_field(canvas: &OffscreenCanvas, m: &Mixture2d, a: f64, score: &dyn Fn([f64; 2]) -> [f64; 2]) -> Result<(), String> {
+    let (ctx, side) = shade_density(canvas, m, a)?;
+    let to_px = |x: [f64; 2]| plane_to_px(x, side);
     let longest = (0..FIELD_GRID * FIELD_GRID).map(|k| score(field_point(k % FIELD_GRID, k / FIELD_GRID))).map(|s| s[0].hypot(s[1])).fold(1e-12, f64::max);
     let cell = side / FIELD_GRID as f64;
     ctx.set_stroke_style_str("#222");
@@ -61,15 +72,8 @@ pub fn draw_field(canvas: &OffscreenCanvas, m: &Mixture2d, a: f64, score: &dyn F
 /// q_t's density as shading, the first `traced` paths as lines from x_T to `frame`, and every
 /// path's point at `frame` as a dot.
 pub fn draw_paths(canvas: &OffscreenCanvas, m: &Mixture2d, a: f64, paths: &[Vec<[f64; 2]>], frame: usize, traced: usize) -> Result<(), String> {
-    let size = 96usize;
-    let shading = OffscreenCanvas::new(size as u32, size as u32).map_err(|e| format!("{e:?}"))?;
-    draw_rgba(&shading, size, size, &m.density_rgba(a, size))?;
-    let side = canvas.width().max(1) as f64;
-    canvas.set_height(side as u32);
-    let ctx = context_2d(canvas)?;
-    ctx.set_image_smoothing_enabled(true);
-    ctx.draw_image_with_offscreen_canvas_and_dw_and_dh(&shading, 0.0, 0.0, side, side).map_err(|e| format!("{e:?}"))?;
-    let to_px = |x: [f64; 2]| ((x[0] + EXTENT) / (2.0 * EXTENT) * side, (EXTENT - x[1]) / (2.0 * EXTENT) * side);
+    let (ctx, side) = shade_density(canvas, m, a)?;
+    let to_px = |x: [f64; 2]| plane_to_px(x, side);
     ctx.set_stroke_style_str("rgba(214, 39, 40, 0.55)");
     ctx.set_line_width(1.0);
     for path in paths.iter().take(traced) {
