@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::protocol::BackendPreference;
 use crate::sampling::{ClassChoice, Method, SampleSettings};
 use crate::schedule::VarianceKind;
 
@@ -309,7 +310,7 @@ pub struct ExplainerQuery {
     pub digit: usize,
     pub t: usize,
     pub seed: u64,
-    pub backend: crate::protocol::BackendPreference,
+    pub backend: BackendPreference,
     pub workers: Option<usize>,
     pub problems: Vec<String>,
 }
@@ -319,13 +320,13 @@ impl ExplainerQuery {
     pub const DEFAULT_T: usize = 100;
 
     /// The backend the URL asks for (automatic when it names none or a bad one; `parse` reports it).
-    pub fn backend_of(pairs: &[(String, String)]) -> crate::protocol::BackendPreference {
+    pub fn backend_of(pairs: &[(String, String)]) -> BackendPreference {
         pairs
             .iter()
             .filter(|(name, _)| name == "backend")
-            .filter_map(|(_, raw)| crate::protocol::BackendPreference::parse(Some(raw)).ok())
+            .filter_map(|(_, raw)| BackendPreference::parse(Some(raw)).ok())
             .last()
-            .unwrap_or(crate::protocol::BackendPreference::Auto)
+            .unwrap_or(BackendPreference::Auto)
     }
 
     pub fn parse(pairs: &[(String, String)], timesteps: usize, example_digits: usize, limits: &Limits) -> Self {
@@ -335,7 +336,7 @@ impl ExplainerQuery {
             digit: digit_rule.default as usize,
             t: t_rule.default as usize,
             seed: limits.seed.default as u64,
-            backend: crate::protocol::BackendPreference::Auto,
+            backend: BackendPreference::Auto,
             workers: None,
             problems: Vec::new(),
         };
@@ -344,7 +345,7 @@ impl ExplainerQuery {
                 "digit" => digit_rule.check(name, raw).map(|v| q.digit = v as usize),
                 "t" => t_rule.check(name, raw).map(|v| q.t = v as usize),
                 "seed" => limits.seed.check(name, raw).map(|v| q.seed = v as u64),
-                "backend" => crate::protocol::BackendPreference::parse(Some(raw)).map(|b| q.backend = b),
+                "backend" => BackendPreference::parse(Some(raw)).map(|b| q.backend = b),
                 "workers" => limits.workers.check(name, raw).map(|v| q.workers = Some(v as usize)),
                 _ => Ok(()),
             };

@@ -166,12 +166,6 @@ pub fn ddim_step(
     StepOutput { x_prev, x0_pred }
 }
 
-/// lambda_t = log(alpha_t / sigma_t) = log(SNR_t) / 2 with alpha_t = sqrt(alpha_bar_t) and
-/// sigma_t = sqrt(1 - alpha_bar_t): the time variable DPM-Solver steps in (Lu et al. 2022, Eq. 4).
-pub fn half_log_snr(s: &NoiseSchedule, i: usize) -> f64 {
-    0.5 * s.snr[i].ln()
-}
-
 /// One DPM-Solver++(2M) step from index `i` to `i_prev` (`None` = to x_0) (Lu et al. 2022,
 /// "DPM-Solver++", Algorithm 2). With h = lambda_prev - lambda_t and the x_0 prediction D,
 ///   x_prev = (sigma_prev / sigma_t) x_t - alpha_prev (e^{-h} - 1) D,
@@ -198,10 +192,10 @@ pub fn dpm_solver_2m_step(
     let Some(p) = i_prev else {
         return StepOutput { x_prev: x0_pred.clone(), x0_pred };
     };
-    let h = half_log_snr(s, p) - half_log_snr(s, i);
+    let h = s.half_log_snr(p) - s.half_log_snr(i);
     let d = match previous {
         Some((before, x0_before)) => {
-            let r = (half_log_snr(s, i) - half_log_snr(s, before)) / h;
+            let r = (s.half_log_snr(i) - s.half_log_snr(before)) / h;
             x0_pred.clone().mul_scalar(1.0 + 0.5 / r) - x0_before.mul_scalar(0.5 / r)
         }
         None => x0_pred.clone(),

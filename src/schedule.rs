@@ -155,18 +155,24 @@ impl NoiseSchedule {
         }
     }
 
+    /// lambda_t = log(alpha_t / sigma_t) = log(SNR_t) / 2 with alpha_t = sqrt(alpha_bar_t) and
+    /// sigma_t = sqrt(1 - alpha_bar_t): the time variable DPM-Solver steps in (Lu et al. 2022, Eq. 4).
+    pub fn half_log_snr(&self, i: usize) -> f64 {
+        0.5 * self.snr[i].ln()
+    }
+
     /// `steps` distinct timestep indices, descending from T-1 to 0, evenly spaced in
     /// lambda = log(SNR) / 2 (each the index nearest its lambda, moved up where the low-noise end
-    /// would repeat one, so that a run makes exactly `steps` network evaluations): the spacing DPM-Solver recommends for low resolutions
-    /// (Lu et al. 2022, section 3.3), where equal steps in t would cross most of lambda's range in
-    /// the last one.
+    /// would repeat one, so that a run makes exactly `steps` network evaluations): the spacing
+    /// DPM-Solver recommends for low resolutions (Lu et al. 2022, section 3.3), where equal steps in
+    /// t would cross most of lambda's range in the last one.
     pub fn log_snr_timesteps(&self, steps: usize) -> Vec<usize> {
         let t = self.timesteps();
         assert!((1..=t).contains(&steps), "steps must be in 1..={t}, got {steps}");
         if steps == 1 {
             return vec![t - 1];
         }
-        let lambda: Vec<f64> = self.snr.iter().map(|s| 0.5 * s.ln()).collect();
+        let lambda: Vec<f64> = (0..t).map(|i| self.half_log_snr(i)).collect();
         let (lo, hi) = (lambda[t - 1], lambda[0]);
         // lambda falls as the index grows: find the nearest index by bisection.
         let nearest = |target: f64| {

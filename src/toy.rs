@@ -237,8 +237,8 @@ impl Mixture2d {
     /// `n` exact draws of x_t ~ q_t at alpha_bar = `a`: x_0 from the mixture, then Eq. 4.
     pub fn sample_diffused(&self, n: usize, a: f64, rng: &mut NoiseSource) -> Vec<[f64; 2]> {
         let x0 = self.sample(n, rng);
-        let z = rng.normal(2 * n);
-        x0.iter().enumerate().map(|(k, p)| [0, 1].map(|d| a.sqrt() * p[d] + (1.0 - a).sqrt() * z[2 * k + d] as f64)).collect()
+        let z = normal_points(n, rng);
+        x0.iter().zip(&z).map(|(p, z)| [0, 1].map(|d| a.sqrt() * p[d] + (1.0 - a).sqrt() * z[d])).collect()
     }
 
     /// Each start x_T carried through the reverse process by `method` with the exact noise
@@ -275,6 +275,11 @@ impl Mixture2d {
         }
         Ok(paths)
     }
+}
+
+/// `n` points of N(0, I) in the plane (the starts x_T of the 2-D samplers), from one stream.
+pub fn normal_points(n: usize, rng: &mut NoiseSource) -> Vec<[f64; 2]> {
+    rng.normal(2 * n).chunks(2).map(|c| [c[0] as f64, c[1] as f64]).collect()
 }
 
 /// The mean distance between paired points of two equal-size sets.
@@ -328,7 +333,7 @@ impl PathsFixture {
     pub async fn compute(device: &Device) -> Result<Self, String> {
         let m = Mixture2d::example();
         let schedule = NoiseSchedule::new(crate::schedule::ScheduleKind::DDPM_LINEAR, 1000);
-        let starts: Vec<[f64; 2]> = NoiseSource::new(99).normal(2 * Self::POINTS).chunks(2).map(|c| [c[0] as f64, c[1] as f64]).collect();
+        let starts = normal_points(Self::POINTS, &mut NoiseSource::new(99));
         let mut methods = Vec::new();
         for method in [
             Method::Ddpm { variance: crate::schedule::VarianceKind::Beta },

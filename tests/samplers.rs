@@ -11,15 +11,14 @@ use ddpm_web::metrics::sliced_wasserstein_2d;
 use ddpm_web::noise::NoiseSource;
 use ddpm_web::schedule::{NoiseSchedule, ScheduleKind, VarianceKind};
 use ddpm_web::solver::{Method, ReverseSolver};
-use ddpm_web::toy::{Mixture2d, mean_distance};
+use ddpm_web::toy::{Mixture2d, mean_distance, normal_points};
 
 fn linear() -> NoiseSchedule {
     NoiseSchedule::new(ScheduleKind::Linear { beta_start: 1e-4, beta_end: 0.02 }, 1000)
 }
 
 fn starts(n: usize, seed: u64) -> Vec<[f64; 2]> {
-    let v = NoiseSource::new(seed).normal(2 * n);
-    v.chunks(2).map(|c| [c[0] as f64, c[1] as f64]).collect()
+    normal_points(n, &mut NoiseSource::new(seed))
 }
 
 fn ends(m: &Mixture2d, method: Method, x_t: &[[f64; 2]], noise_seed: u64) -> Vec<[f64; 2]> {

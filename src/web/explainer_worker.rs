@@ -23,7 +23,7 @@ use crate::protocol::{BackendInfo, WeightFiles};
 use crate::noise::NoiseSource;
 use crate::schedule::{NoiseSchedule, ScheduleKind, VarianceKind};
 use crate::solver::Method;
-use crate::toy::{MarginalCheck, Mixture2d, check_marginals, mean_distance, points_at};
+use crate::toy::{MarginalCheck, Mixture2d, check_marginals, mean_distance, normal_points, points_at};
 
 /// Timesteps at which Tweedie's error is measured (one batched model call).
 const TWEEDIE_POINTS: usize = 25;
@@ -173,7 +173,7 @@ impl ExplainerWorker {
 async fn toy_run(m: &Mixture2d, schedule: &NoiseSchedule, seed: u32) -> Result<ToyRun, String> {
     let device = burn::tensor::Device::flex();
     let total = schedule.timesteps();
-    let starts: Vec<[f64; 2]> = NoiseSource::new(seed as u64).normal(2 * PATH_POINTS).chunks(2).map(|c| [c[0] as f64, c[1] as f64]).collect();
+    let starts = normal_points(PATH_POINTS, &mut NoiseSource::new(seed as u64));
     let noise = || NoiseSource::new(seed as u64 + 1);
     let sde = m.reverse_paths(Method::Ddpm { variance: VarianceKind::Beta }, schedule, &starts, &mut noise(), &device).await?;
     let ode = m.reverse_paths(Method::Ddim { steps: total, eta: 0.0 }, schedule, &starts, &mut noise(), &device).await?;
