@@ -16,12 +16,15 @@ pub mod image;
 pub mod metrics;
 pub mod model;
 pub mod noise;
+pub mod objective;
 pub mod plot;
 pub mod protocol;
 pub mod sampling;
 pub mod schedule;
 pub mod solver;
 pub mod toy;
+pub mod toy_model;
+pub mod toy_train;
 pub mod trajectory;
 pub mod weights;
 

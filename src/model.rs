@@ -216,7 +216,7 @@ impl UNet {
     /// gives identical weights natively and in the browser. Weights are uniform in +-1/sqrt(fan_in)
     /// (PyTorch's default scale), embeddings unit variance, biases zero, norms identity.
     pub fn init_seeded(cfg: &UNetConfig, seed: u64, device: &Device) -> Self {
-        Self::new(cfg, device).map(&mut SeededInit { rng: ChaCha8Rng::seed_from_u64(seed), container: Vec::new() })
+        seeded(Self::new(cfg, device), seed)
     }
 
     /// eps_theta(x_t, t, class): `x` [n, 1, 28, 28] in [-1, 1]-scale, `t` [n] the paper's t
@@ -254,6 +254,12 @@ pub fn sinusoidal_embedding(t: Tensor<1>, dim: usize) -> Tensor<2> {
     let freqs = Tensor::<2>::from_data(TensorData::new(freqs, [1, half]), &t.device());
     let args = t.reshape([n, 1]) * freqs;
     Tensor::cat(vec![args.clone().sin(), args.cos()], 1)
+}
+
+/// `module` with every parameter drawn from a ChaCha8 stream seeded by `seed` (see
+/// [`UNet::init_seeded`]): the same weights natively and in the browser, on every backend.
+pub fn seeded<M: Module>(module: M, seed: u64) -> M {
+    module.map(&mut SeededInit { rng: ChaCha8Rng::seed_from_u64(seed), container: Vec::new() })
 }
 
 /// Replaces every parameter with values from a seeded host RNG (see [`UNet::init_seeded`]).

@@ -23,6 +23,12 @@ impl NoiseSource {
         Self::new(splitmix64(seed ^ splitmix64(cell as u64 ^ 0x6365_6C6C)))
     }
 
+    /// The stream of training step `step` of a run seeded with `seed`: a run resumed from a
+    /// checkpoint, or split into chunks, draws exactly what an unbroken one draws.
+    pub fn for_step(seed: u64, step: usize) -> Self {
+        Self::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (step as u64).wrapping_add(1))
+    }
+
     /// `count` draws from N(0, 1).
     pub fn normal(&mut self, count: usize) -> Vec<f32> {
         (0..count).map(|_| self.rng.sample(StandardNormal)).collect()

@@ -177,6 +177,11 @@ pub fn field_point(gx: usize, gy: usize) -> [f64; 2] {
     [-EXTENT + (gx as f64 + 0.5) * step, -EXTENT + (gy as f64 + 0.5) * step]
 }
 
+/// The arrow grid's points, row by row from the bottom.
+pub fn field_points() -> Vec<[f64; 2]> {
+    (0..FIELD_GRID * FIELD_GRID).map(|k| field_point(k % FIELD_GRID, k / FIELD_GRID)).collect()
+}
+
 impl Mixture2d {
     /// q_t's density on a `size` x `size` raster (row 0 at the top, y up), as RGBA shading:
     /// white where q_t vanishes, blue where it peaks.
@@ -198,8 +203,8 @@ impl Mixture2d {
     /// Largest component-wise difference between the score from Tweedie's formula and the
     /// closed-form score over the arrow grid.
     pub fn tweedie_field_error(&self, a: f64) -> f64 {
-        (0..FIELD_GRID * FIELD_GRID)
-            .map(|k| field_point(k % FIELD_GRID, k / FIELD_GRID))
+        field_points()
+            .into_iter()
             .map(|x| {
                 let (f, e) = (self.score_via_tweedie(x, a), self.score(x, a));
                 (f[0] - e[0]).abs().max((f[1] - e[1]).abs())
@@ -242,9 +247,7 @@ impl Mixture2d {
     }
 
     /// Each start x_T carried through the reverse process by `method` with the exact noise
-    /// prediction (the same [`ReverseSolver`] the digit sampler uses; fresh noise from `rng` where
-    /// the method adds it), on `device`. Returns every point's path: x_T, then the state after
-    /// each step. Reads tensors asynchronously, so it runs in the browser as well.
+    /// prediction; see [`reverse_paths`].
     pub async fn reverse_paths(
         &self,
         method: Method,
@@ -253,28 +256,55 @@ impl Mixture2d {
         rng: &mut NoiseSource,
         device: &Device,
     ) -> Result<Vec<Vec<[f64; 2]>>, String> {
-        let n = starts.len();
-        let upload = |points: &[[f64; 2]]| {
-            let flat: Vec<f32> = points.iter().flat_map(|p| [p[0] as f32, p[1] as f32]).collect();
-            Tensor::<4>::from_data(TensorData::new(flat, [n, 2, 1, 1]), device)
-        };
-        let mut paths: Vec<Vec<[f64; 2]>> = starts.iter().map(|&p| vec![p]).collect();
-        let mut solver = ReverseSolver::new(method, schedule);
-        let mut points = starts.to_vec();
-        while let Some(i) = solver.current_index() {
+        let exact = |points: &[[f64; 2]], _: Tensor<4>, i: usize| {
             let a = schedule.alpha_bar[i];
             let eps: Vec<[f64; 2]> = points.iter().map(|&p| self.eps(p, a)).collect();
-            let z = solver.needs_noise().then(|| Tensor::<4>::from_data(TensorData::new(rng.normal(2 * n), [n, 2, 1, 1]), device));
-            let out = solver.advance(upload(&points), upload(&eps), false, z);
-            let data = out.x_prev.into_data_async().await.map_err(|e| format!("reading a tensor failed: {e:?}"))?;
-            let values: Vec<f32> = data.convert::<f32>().try_to_vec().map_err(|e| format!("unexpected tensor data: {e:?}"))?;
-            points = values.chunks(2).map(|c| [c[0] as f64, c[1] as f64]).collect();
-            for (path, &p) in paths.iter_mut().zip(&points) {
-                path.push(p);
-            }
-        }
-        Ok(paths)
+            upload_points(&eps, device)
+        };
+        reverse_paths(&exact, method, schedule, starts, rng, device).await
     }
+}
+
+/// Points as a [n, 2, 1, 1] tensor (the layout of `crate::diffusion`).
+pub fn upload_points(points: &[[f64; 2]], device: &Device) -> Tensor<4> {
+    let flat: Vec<f32> = points.iter().flat_map(|p| [p[0] as f32, p[1] as f32]).collect();
+    Tensor::<4>::from_data(TensorData::new(flat, [points.len(), 2, 1, 1]), device)
+}
+
+/// A [n, 2, 1, 1] tensor read back as points (asynchronously: it runs in the browser too).
+pub async fn read_points(x: Tensor<4>) -> Result<Vec<[f64; 2]>, String> {
+    let data = x.into_data_async().await.map_err(|e| format!("reading a tensor failed: {e:?}"))?;
+    let values: Vec<f32> = data.convert::<f32>().try_to_vec().map_err(|e| format!("unexpected tensor data: {e:?}"))?;
+    Ok(values.chunks(2).map(|c| [c[0] as f64, c[1] as f64]).collect())
+}
+
+/// Each start x_T carried through the reverse process by `method`, with the noise prediction
+/// `denoise(points, x_t, index)` (the exact one of a mixture, or a trained network's), using the
+/// same [`ReverseSolver`] as the digit sampler; fresh noise from `rng` where the method adds it,
+/// on `device`. Returns every point's path: x_T, then the state after each step.
+pub async fn reverse_paths(
+    denoise: &dyn Fn(&[[f64; 2]], Tensor<4>, usize) -> Tensor<4>,
+    method: Method,
+    schedule: &NoiseSchedule,
+    starts: &[[f64; 2]],
+    rng: &mut NoiseSource,
+    device: &Device,
+) -> Result<Vec<Vec<[f64; 2]>>, String> {
+    let n = starts.len();
+    let mut paths: Vec<Vec<[f64; 2]>> = starts.iter().map(|&p| vec![p]).collect();
+    let mut solver = ReverseSolver::new(method, schedule);
+    let mut points = starts.to_vec();
+    while let Some(i) = solver.current_index() {
+        let x_t = upload_points(&points, device);
+        let eps = denoise(&points, x_t.clone(), i);
+        let z = solver.needs_noise().then(|| Tensor::<4>::from_data(TensorData::new(rng.normal(2 * n), [n, 2, 1, 1]), device));
+        let out = solver.advance(x_t, eps, false, z);
+        points = read_points(out.x_prev).await?;
+        for (path, &p) in paths.iter_mut().zip(&points) {
+            path.push(p);
+        }
+    }
+    Ok(paths)
 }
 
 /// `n` points of N(0, I) in the plane (the starts x_T of the 2-D samplers), from one stream.

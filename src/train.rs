@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::grad_clipping::GradientClippingConfig;
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::{AdamConfig, ModuleOptimizer};
 use burn::store::ModuleRecord;
 use burn::tensor::{Bytes, Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
@@ -22,6 +22,7 @@ use crate::data::Digit;
 use crate::diffusion::q_sample;
 use crate::model::{IMAGE_SIZE, NULL_CLASS, NUM_DIGITS, PIXELS, UNet};
 use crate::noise::NoiseSource;
+use crate::objective::{Prediction, descend, mse};
 use crate::sampling::{ClassChoice, Method, SampleSettings, Sampler, to_pixels};
 use crate::schedule::NoiseSchedule;
 
@@ -36,11 +37,6 @@ pub fn learning_rate(cfg: &DdpmConfig, step: usize) -> f64 {
     t.learning_rate * (0.1 + 0.9 * cosine)
 }
 
-/// The per-step random stream: independent of how the run was split into sessions.
-fn step_stream(seed: u64, step: usize) -> NoiseSource {
-    NoiseSource::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (step as u64).wrapping_add(1))
-}
-
 /// One training batch: x_0, t indices, noise and (possibly dropped) labels.
 pub struct Batch {
     pub x0: Vec<f32>,
@@ -50,7 +46,7 @@ pub struct Batch {
 }
 
 pub fn make_batch(cfg: &DdpmConfig, train: &[Vec<f32>], labels: &[usize], step: usize) -> Batch {
-    let mut rng = step_stream(cfg.seed, step);
+    let mut rng = NoiseSource::for_step(cfg.seed, step);
     let n = cfg.train.batch_size;
     let mut batch = Batch { x0: Vec::with_capacity(n * PIXELS), idx: Vec::new(), noise: Vec::new(), labels: Vec::new() };
     for _ in 0..n {
@@ -71,12 +67,12 @@ pub fn loss(model: &UNet, schedule: &NoiseSchedule, batch: &Batch, device: &Devi
     let shape = [n, 1, IMAGE_SIZE, IMAGE_SIZE];
     let x0 = Tensor::<4>::from_data(TensorData::new(batch.x0.clone(), shape), device);
     let noise = Tensor::<4>::from_data(TensorData::new(batch.noise.clone(), shape), device);
-    let x_t = q_sample(schedule, x0, &batch.idx, noise.clone());
+    let x_t = q_sample(schedule, x0.clone(), &batch.idx, noise.clone());
     let t: Vec<f32> = batch.idx.iter().map(|&i| (i + 1) as f32).collect();
     let t = Tensor::<1>::from_data(TensorData::new(t, [n]), device);
     let labels = Tensor::<1, Int>::from_data(TensorData::new(batch.labels.clone(), [n]), device);
     let eps = model.forward(x_t, t, labels);
-    (eps - noise).square().mean()
+    mse(eps, Prediction::Noise.target(schedule, x0, noise, &batch.idx))
 }
 
 /// Exponential moving average of the weights: ema <- d * ema + (1 - d) * online.
@@ -217,9 +213,8 @@ impl Trainer {
         let batch = make_batch(&self.cfg, train, labels, step);
         let loss = loss(&self.model, &self.schedule, &batch, &self.device);
         let value = loss.clone().into_scalar::<f32>() as f64;
-        let grads = GradientsParams::from_grads(loss.backward(), &self.model);
         let lr = learning_rate(&self.cfg, step);
-        self.model = self.optimizer.step(lr, self.model.clone(), grads);
+        self.model = descend(self.model.clone(), &mut self.optimizer, loss, lr);
         // EMA warm-up (as in common DDPM code): early averages forget the random init faster.
         let decay = self.cfg.train.ema_decay.min((1.0 + step as f64) / (10.0 + step as f64));
         self.ema = ema_update(self.ema.clone(), &self.model.valid(), decay);

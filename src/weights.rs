@@ -46,6 +46,36 @@ impl Manifest {
     }
 }
 
+/// One row of the shipped samplers-against-evaluations table (`evaluate --only steps`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepsRow {
+    /// The sampling page's name of the sampler ("ddim", "dpm2m"), or "ancestral" (DDIM, eta = 1).
+    pub sampler: String,
+    pub evaluations: usize,
+    pub frechet_distance: f64,
+    pub ratio_to_real: f64,
+    pub read_as_drawn_label: f64,
+}
+
+/// The table as the manifest ships it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepsTable {
+    pub command: String,
+    pub guidance: f64,
+    pub sample_count: usize,
+    pub real_vs_real_same_count: f64,
+    pub rows: Vec<StepsRow>,
+}
+
+impl Manifest {
+    /// The samplers-against-evaluations table, if the weights were evaluated for it.
+    pub fn steps_table(&self) -> Option<Result<StepsTable, WeightsError>> {
+        self.metrics.get("samplers_by_steps").map(|v| {
+            serde_json::from_value(v.clone()).map_err(|e| WeightsError(format!("manifest.json's samplers_by_steps is malformed: {e}")))
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct WeightsError(pub String);
 

@@ -71,3 +71,15 @@ fn seeded_trajectory_matches_the_browser_fixture() {
         assert!(d <= 1e-5, "step {}: native trajectory moved by {d} from the fixture (weights or sampler changed?)", k + 1);
     }
 }
+
+#[test]
+fn the_shipped_samplers_table_reads_as_typed_rows() {
+    // The explainer's section 8 draws this table from the manifest.
+    let table = common::shipped_manifest().steps_table().expect("samplers_by_steps is shipped").unwrap();
+    assert!(table.real_vs_real_same_count > 0.0 && table.command.contains("--only steps"));
+    for sampler in ["ddim", "dpm2m", "ancestral"] {
+        let rows: Vec<_> = table.rows.iter().filter(|r| r.sampler == sampler).collect();
+        assert!(rows.len() >= 5, "{sampler}: {} rows", rows.len());
+        assert!(rows.iter().all(|r| r.frechet_distance > 0.0 && (r.ratio_to_real - r.frechet_distance / table.real_vs_real_same_count).abs() < 1e-9));
+    }
+}

@@ -427,3 +427,51 @@ mod sampler_worker {
         }
     }
 }
+
+mod two_d_training {
+    //! The explainer's section 7: the 2-D training step is the native one on WebGPU and on the
+    //! CPU in wasm (the first steps' losses and the learned field of tests/fixtures/train-2d.json),
+    //! and a whole default run reaches the fit threshold on the CPU. (A whole run on SwiftShader's
+    //! WebGPU would take about 55 minutes: 1.1 s per step, measured; see the README.)
+    use super::*;
+    use ddpm_web::schedule::{NoiseSchedule, ScheduleKind};
+    use ddpm_web::toy_train::{ToyPreset, ToySettings, ToyTrainer, TrainingFixture, check_fit};
+
+    async fn same_steps(device: &Device, name: &str, tolerance: f64) {
+        let fixture: TrainingFixture = serde_json::from_str(include_str!("fixtures/train-2d.json")).unwrap();
+        let here = TrainingFixture::compute(device).await.unwrap();
+        let (loss, field) = fixture.differences(&here);
+        log(&format!("{name}: first training steps, losses within {loss:e} (relative), learned field within {field:e} of native"));
+        assert!(loss < tolerance && field < tolerance, "{name}: losses {loss}, field {field}");
+    }
+
+    async fn fits(device: &Device, name: &str) {
+        let schedule = NoiseSchedule::new(ScheduleKind::DDPM_LINEAR, 1000);
+        let mut trainer = ToyTrainer::new(ToyPreset::Blobs.mixture(), ToySettings::default(), schedule.clone(), device);
+        let start = js_sys::Date::now();
+        while trainer.steps_done() < trainer.settings.steps {
+            // Read a loss every 100 steps, as the page reads one per chunk.
+            let losses: Vec<Tensor<1>> = (0..100).map(|_| trainer.train_step()).collect();
+            read_f32(Tensor::cat(losses, 0)).await.unwrap();
+        }
+        let seconds = (js_sys::Date::now() - start) / 1000.0;
+        let (_, fit) = check_fit(&trainer.model(), &ToyPreset::Blobs.mixture(), &schedule, 11, device).await.unwrap();
+        log(&format!("{name}: {} steps in {seconds:.1} s, {fit:?}", trainer.steps_done()));
+        assert!(fit.good(), "{name}: {fit:?}");
+    }
+
+    #[wasm_bindgen_test]
+    async fn webgpu_trains_with_the_native_step() {
+        let device = webgpu().await;
+        let start = js_sys::Date::now();
+        // f32 kernels of another device, 40 Adam steps: rounding, not a different computation.
+        same_steps(&device, "WebGPU", 1e-3).await;
+        log(&format!("WebGPU: 40 steps and a field in {:.1} s", (js_sys::Date::now() - start) / 1000.0));
+    }
+
+    #[wasm_bindgen_test]
+    async fn cpu_fallback_trains_with_the_native_step_and_fits() {
+        same_steps(&Device::flex(), "CPU (wasm)", 1e-4).await;
+        fits(&Device::flex(), "CPU (wasm)").await;
+    }
+}

@@ -6,7 +6,7 @@ use wasm_bindgen::{Clamped, JsCast};
 use web_sys::{ImageData, OffscreenCanvas, OffscreenCanvasRenderingContext2d};
 
 use crate::plot::{Chart, Frame, format_tick};
-use crate::toy::{EXTENT, FIELD_GRID, Mixture2d, field_point};
+use crate::toy::{EXTENT, FIELD_GRID, Mixture2d, field_points};
 use crate::image::grid_rgba;
 
 type Ctx = OffscreenCanvasRenderingContext2d;
@@ -52,25 +52,22 @@ fn plane_to_px(x: [f64; 2], side: f64) -> (f64, f64) {
     ((x[0] + EXTENT) / (2.0 * EXTENT) * side, (EXTENT - x[1]) / (2.0 * EXTENT) * side)
 }
 
-/// q_t's density as shading and a score field as arrows, one length scale for all arrows.
-pub fn draw_field(canvas: &OffscreenCanvas, m: &Mixture2d, a: f64, score: &dyn Fn([f64; 2]) -> [f64; 2]) -> Result<(), String> {
+/// q_t's density as shading and a score field as arrows (one per point of `toy::field_points`),
+/// one length scale for all arrows.
+pub fn draw_field(canvas: &OffscreenCanvas, m: &Mixture2d, a: f64, arrows: &[[f64; 2]]) -> Result<(), String> {
     let (ctx, side) = shade_density(canvas, m, a)?;
     let to_px = |x: [f64; 2]| plane_to_px(x, side);
-    let longest = (0..FIELD_GRID * FIELD_GRID).map(|k| score(field_point(k % FIELD_GRID, k / FIELD_GRID))).map(|s| s[0].hypot(s[1])).fold(1e-12, f64::max);
+    let longest = arrows.iter().map(|s| s[0].hypot(s[1])).filter(|l| l.is_finite()).fold(1e-12, f64::max);
     let cell = side / FIELD_GRID as f64;
     ctx.set_stroke_style_str("#222");
     ctx.set_line_width(1.2);
-    for k in 0..FIELD_GRID * FIELD_GRID {
-        let x = field_point(k % FIELD_GRID, k / FIELD_GRID);
-        let s = score(x);
+    for (x, s) in field_points().into_iter().zip(arrows) {
         let (x0, y0) = to_px(x);
         arrow(&ctx, x0, y0, x0 + s[0] / longest * cell * 0.9, y0 - s[1] / longest * cell * 0.9);
     }
     Ok(())
 }
 
-/// q_t's density as shading, the first `traced` paths as lines from x_T to `frame`, and every
-/// path's point at `frame` as a dot.
 pub fn draw_paths(canvas: &OffscreenCanvas, m: &Mixture2d, a: f64, paths: &[Vec<[f64; 2]>], frame: usize, traced: usize) -> Result<(), String> {
     let (ctx, side) = shade_density(canvas, m, a)?;
     let to_px = |x: [f64; 2]| plane_to_px(x, side);

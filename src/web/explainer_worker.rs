@@ -23,7 +23,8 @@ use crate::protocol::{BackendInfo, WeightFiles};
 use crate::noise::NoiseSource;
 use crate::schedule::{NoiseSchedule, ScheduleKind, VarianceKind};
 use crate::solver::Method;
-use crate::toy::{MarginalCheck, Mixture2d, check_marginals, mean_distance, normal_points, points_at};
+use crate::weights::StepsTable;
+use crate::toy::{MarginalCheck, Mixture2d, check_marginals, field_points, mean_distance, normal_points, points_at};
 
 /// Timesteps at which Tweedie's error is measured (one batched model call).
 const TWEEDIE_POINTS: usize = 25;
@@ -54,6 +55,8 @@ pub enum ExplainerRequest {
     /// Section 6: the reverse SDE and the probability-flow ODE on the 2-D mixture, drawn at t
     /// (the paths are computed once per seed).
     Paths { t: usize, seed: u32 },
+    /// Section 8: the shipped table of samplers against network evaluations, as a chart.
+    StepsChart,
 }
 
 /// Points carried from x_T by each process in section 6 (kept small: 400 paths of 1001 states).
@@ -128,6 +131,7 @@ pub enum ExplainerReply {
     ElboSummary { summary: ElboSummary },
     /// The two clouds at t against q_t, and (per seed) DDIM against DPM-Solver++ at few steps.
     Paths { check: MarginalCheck, solvers: Vec<SolverRow> },
+    StepsChart { table: StepsTable },
     Failed { message: String },
 }
 
@@ -274,6 +278,7 @@ impl ExplainerWorker {
             }
             ExplainerRequest::ElboSummary { term_nats, simple, prior_nats } => self.elbo_summary(&term_nats, &simple, prior_nats),
             ExplainerRequest::Paths { t, seed } => self.paths(t, seed).await,
+            ExplainerRequest::StepsChart => self.steps_chart(),
         }
     }
 
@@ -386,8 +391,9 @@ impl ExplainerWorker {
         };
         draw_chart(&self.canvas("tweedie-chart")?, &chart)?;
         let m = Mixture2d::example();
-        draw_field(&self.canvas("toy-formula")?, &m, alpha_bar, &|x| m.score_via_tweedie(x, alpha_bar))?;
-        draw_field(&self.canvas("toy-exact")?, &m, alpha_bar, &|x| m.score(x, alpha_bar))?;
+        let arrows = |score: &dyn Fn([f64; 2]) -> [f64; 2]| field_points().into_iter().map(score).collect::<Vec<_>>();
+        draw_field(&self.canvas("toy-formula")?, &m, alpha_bar, &arrows(&|x| m.score_via_tweedie(x, alpha_bar)))?;
+        draw_field(&self.canvas("toy-exact")?, &m, alpha_bar, &arrows(&|x| m.score(x, alpha_bar)))?;
         Ok(ExplainerReply::Score { t: ts, rmse, toy_max_diff: m.tweedie_field_error(alpha_bar) })
     }
 
@@ -409,6 +415,31 @@ impl ExplainerWorker {
         draw_paths(&self.canvas("paths-ode")?, &m, a, &run.ode, frame, PATHS_TRACED)?;
         let check = check_marginals(&m, a, &points_at(&run.sde, frame), &points_at(&run.ode, frame), &mut NoiseSource::new(seed as u64 ^ 0x5eed));
         Ok(ExplainerReply::Paths { check, solvers: run.solvers.clone() })
+    }
+
+    fn steps_chart(&self) -> Result<ExplainerReply, String> {
+        let table = {
+            let state = self.state.borrow();
+            let manifest = &state.as_ref().unwrap().session.manifest;
+            manifest.steps_table().ok_or("these weights ship no table of samplers against steps")?.map_err(|e| e.to_string())?
+        };
+        let names = [("ddim", "DDIM (η = 0)"), ("dpm2m", "DPM-Solver++(2M)"), ("ancestral", "ancestral (DDIM, η = 1)")];
+        let mut series: Vec<Series> = names
+            .iter()
+            .enumerate()
+            .map(|(k, (name, label))| Series {
+                name: (*label).into(),
+                color: COLORS[k].into(),
+                points: table.rows.iter().filter(|r| r.sampler == *name).map(|r| (r.evaluations as f64, r.ratio_to_real)).collect(),
+            })
+            .filter(|s| !s.points.is_empty())
+            .collect();
+        let x = Axis::fit("network evaluations", table.rows.iter().map(|r| r.evaluations as f64), Scale::Log);
+        series.push(Series { name: "real digits (1×)".into(), color: "#888".into(), points: vec![(x.min, 1.0), (x.max, 1.0)] });
+        let y = Axis::fit("× real-vs-real", series.iter().flat_map(|s| s.points.iter().map(|p| p.1)).chain([0.0]), Scale::Linear);
+        let title = format!("Fréchet distance of {} samples ÷ real digits' (measured natively)", table.sample_count);
+        draw_chart(&self.canvas("steps-chart")?, &Chart { title, x, y, series, marker: None })?;
+        Ok(ExplainerReply::StepsChart { table })
     }
 
     fn elbo_summary(&self, term_nats: &[f64], simple: &[f64], prior_nats: f64) -> Result<ExplainerReply, String> {

@@ -11,11 +11,13 @@ mod draw;
 mod explainer_worker;
 mod sampler_worker;
 mod session;
+mod trainer_worker;
 
 pub use backend::{Backend, init_backend};
 pub use explainer_worker::ExplainerWorker;
 pub use sampler_worker::{SamplerWorker, readout};
 pub use session::{Session, read_f32};
+pub use trainer_worker::TrainerWorker;
 
 #[wasm_bindgen(start)]
 pub fn start() {

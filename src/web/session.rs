@@ -18,6 +18,7 @@ pub struct Session {
     pub schedule: NoiseSchedule,
     pub unet: UNet,
     pub classifier: Classifier,
+    pub manifest: Manifest,
 }
 
 impl Session {
@@ -31,7 +32,7 @@ impl Session {
         verify(entry, &bytes).map_err(|e| e.to_string())?;
         let classifier = load_module(Classifier::new(&backend.device), bytes).map_err(|e| e.to_string())?;
         let config = manifest.config.clone();
-        Ok(Self { backend, schedule: config.schedule(), config, unet, classifier })
+        Ok(Self { backend, schedule: config.schedule(), config, unet, classifier, manifest })
     }
 }
 

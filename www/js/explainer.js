@@ -4,6 +4,8 @@
 import { registerServiceWorker } from "./build.js";
 import { fetchBytes, loadAssets, megabytes } from "./download.js";
 import { WorkerClient, WorkerFailure } from "./pool.js";
+import { setupTraining } from "./trainer.js";
+import { setupComparison } from "./compare.js";
 
 const WORKER = new URL("./explainer-worker.js", import.meta.url);
 const ELBO_CHUNK = 50;   // timesteps per request: the progress bar moves as chunks finish
@@ -46,7 +48,7 @@ function setMath(element, text) {
 }
 
 const CANVASES = ["x0", "xt-forward", "alpha-chart", "snr-chart", "elbo-chart", "weights-chart", "v-xt", "v-eps", "v-x0",
-  "v-score", "v-posterior", "v-model", "tweedie-chart", "toy-formula", "toy-exact", "paths-sde", "paths-ode"];
+  "v-score", "v-posterior", "v-model", "tweedie-chart", "toy-formula", "toy-exact", "paths-sde", "paths-ode", "steps-chart"];
 let lead = null;        // draws and computes the per-t sections
 let sweepers = [];      // compute ELBO chunks (the lead among them)
 let info = null;
@@ -154,7 +156,7 @@ async function runElbo(newNoise) {
       $("elbo-status").textContent = `${done} of ${total} terms (${((performance.now() - start) / 1000).toFixed(1)} s, ${sweepers.length} worker${sweepers.length === 1 ? "" : "s"})`;
     }
   };
-  await Promise.all(sweepers.map(work));
+  await Promise.all(sweepers.map(work)).finally(firstSweepDone);
   const prior = await priorPromise;
   if (mine !== elboGeneration) return;
   results.elboSeconds = (performance.now() - start) / 1000;
@@ -175,6 +177,9 @@ async function runElbo(newNoise) {
   ready("elbo", true);
 }
 const elboQueue = serial();
+// Section 7 starts training by itself once the first ELBO sweep is done (the cores are free then).
+let firstSweepDone;
+const firstSweep = new Promise((resolve) => { firstSweepDone = resolve; });
 
 // The drawing pad: white strokes on black, averaged down to 28x28 grey levels. Arrow keys move a
 // pen and Space draws, for readers without a pointer.
@@ -272,10 +277,16 @@ async function boot() {
   registerServiceWorker();
   setupPad();
   $("digit").addEventListener("change", async () => { try { await selectDigit(); refreshAll(); } catch (e) { fail(e); } });
-  $("t").addEventListener("input", () => { $("t-value").textContent = `t = ${t()}`; views(updateAll); });
+  const training = setupTraining({ module: assets.module, webgpu: info.backend.kind === "webgpu", t, seed, fmt, setMath, fail, results });
+  $("t").addEventListener("input", () => { $("t-value").textContent = `t = ${t()}`; views(updateAll); training.then((s) => s.refresh()); });
   $("seed").addEventListener("change", () => views(updateAll));
   $("elbo-redraw").addEventListener("click", () => { elboGeneration += 1; elboQueue(() => runElbo(true)); });
   refreshAll();
+  setupComparison({ module: assets.module, files: assets.files, backend: query.backend, lead, limits: info.limits, seed, fmt, fail, results })
+    .then((c) => { window.explainer.compare = c; }).catch(fail);
+  const section = await training;
+  await firstSweep;
+  section.train();
 }
 
 boot().catch(fail);

@@ -1,0 +1,50 @@
+//! The 2-D denoiser the explainer trains in the tab: an MLP on (x_t, sinusoidal embedding of t),
+//! the usual network of 2-D diffusion demos. Plain Burn, like `crate::model`.
+
+use burn::module::Module;
+use burn::nn::{Linear, LinearConfig};
+use burn::tensor::activation::silu;
+use burn::tensor::{Device, Tensor};
+
+use crate::model::{seeded, sinusoidal_embedding};
+
+/// Width of the time embedding and of the hidden layers.
+pub const TIME_EMBEDDING: usize = 32;
+pub const HIDDEN: usize = 128;
+
+#[derive(Module, Debug)]
+pub struct ToyDenoiser {
+    input: Linear,
+    hidden1: Linear,
+    hidden2: Linear,
+    output: Linear,
+}
+
+impl ToyDenoiser {
+    /// Weights from a ChaCha8 stream seeded by `seed`: a seed starts the same model natively,
+    /// on the CPU in wasm and on WebGPU.
+    pub fn init_seeded(seed: u64, device: &Device) -> Self {
+        let model = Self {
+            input: LinearConfig::new(2 + TIME_EMBEDDING, HIDDEN).init(device),
+            hidden1: LinearConfig::new(HIDDEN, HIDDEN).init(device),
+            hidden2: LinearConfig::new(HIDDEN, HIDDEN).init(device),
+            output: LinearConfig::new(HIDDEN, 2).init(device),
+        };
+        seeded(model, seed)
+    }
+
+    /// The prediction at points `x` ([n, 2, 1, 1], the layout of `crate::diffusion`) and the
+    /// paper's t (1..=T, floats, [n]); what it predicts is the trainer's `Prediction`.
+    pub fn forward(&self, x: Tensor<4>, t: Tensor<1>) -> Tensor<4> {
+        let n = x.dims()[0];
+        let h = Tensor::cat(vec![x.reshape([n, 2]), sinusoidal_embedding(t, TIME_EMBEDDING)], 1);
+        let h = silu(self.input.forward(h));
+        let h = silu(self.hidden1.forward(h));
+        let h = silu(self.hidden2.forward(h));
+        self.output.forward(h).reshape([n, 2, 1, 1])
+    }
+
+    pub fn parameters(&self) -> usize {
+        self.num_params()
+    }
+}
