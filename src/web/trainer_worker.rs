@@ -17,7 +17,10 @@ use crate::objective::{Prediction, elbo_x0_weight};
 use crate::plot::{Axis, Chart, Scale, Series};
 use crate::protocol::{BackendInfo, BackendPreference};
 use crate::schedule::{NoiseSchedule, ScheduleKind};
-use crate::toy::{EXTENT, field_points};
+use crate::noise::NoiseSource;
+use crate::schedule::VarianceKind;
+use crate::solver::Method;
+use crate::toy::{EXTENT, MarginalCheck, check_marginals, field_points, normal_points, points_at};
 use crate::toy_train::{DRAWN_POINTS, FitCheck, ToySettings, ToyTarget, ToyTrainer, check_fit};
 use crate::toy_model::ToyDenoiser;
 
@@ -45,6 +48,9 @@ pub enum TrainerRequest {
     Train { steps: usize },
     /// Draw the loss so far, the learned and exact score fields at t, and the model's samples.
     Show { t: usize, seed: u32 },
+    /// The trained model's reverse SDE and probability-flow ODE from the same starts (computed
+    /// once per model and seed), drawn at t over q_t.
+    Paths { t: usize, seed: u32 },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -67,13 +73,19 @@ pub enum TrainerReply {
     /// Each new step's loss.
     Trained { step: usize, total: usize, losses: Vec<f64> },
     Shown { step: usize, fit: FitCheck },
+    Paths { check: MarginalCheck },
     Failed { message: String },
 }
 
 struct Run {
     trainer: ToyTrainer,
     losses: Vec<f64>,
+    /// The trained model's SDE and ODE paths: (steps trained, seed, sde, ode).
+    paths: Option<(usize, u32, Vec<Vec<[f64; 2]>>, Vec<Vec<[f64; 2]>>)>,
 }
+
+/// Points the trained model's SDE and ODE carry (each step is a network call on all of them).
+const PATH_POINTS: usize = 300;
 
 #[wasm_bindgen]
 #[derive(Default)]
@@ -145,7 +157,7 @@ impl TrainerWorker {
                 draw_chart(&self.canvas("train-weights")?, &weighting_chart(&schedule, prediction))?;
                 let trainer = ToyTrainer::new(data, settings, schedule, &device);
                 let total = trainer.settings.steps;
-                *self.run.borrow_mut() = Some(Run { trainer, losses: Vec::new() });
+                *self.run.borrow_mut() = Some(Run { trainer, losses: Vec::new(), paths: None });
                 Ok(TrainerReply::Started { total })
             }
             TrainerRequest::Train { steps } => {
@@ -170,6 +182,7 @@ impl TrainerWorker {
                 Ok(TrainerReply::Trained { step: run.trainer.steps_done(), total: run.trainer.settings.steps, losses })
             }
             TrainerRequest::Show { t, seed } => self.show(t, seed, &device).await,
+            TrainerRequest::Paths { t, seed } => self.paths(t, seed, &device).await,
         }
     }
 
@@ -193,6 +206,38 @@ impl TrainerWorker {
         draw_paths(&self.canvas("train-samples")?, &data, 1.0, &dots, 0, 0)?;
         draw_chart(&self.canvas("train-loss")?, &loss_chart(&losses))?;
         Ok(TrainerReply::Shown { step, fit })
+    }
+}
+
+impl TrainerWorker {
+    async fn paths(&self, t: usize, seed: u32, device: &burn::tensor::Device) -> Result<TrainerReply, String> {
+        let (model, data, schedule, step, cached) = {
+            let run = self.run.borrow();
+            let run = run.as_ref().ok_or("no model has been trained")?;
+            let step = run.trainer.steps_done();
+            let cached = run.paths.as_ref().is_some_and(|p| p.0 == step && p.1 == seed);
+            (run.trainer.model(), run.trainer.data.clone(), run.trainer.schedule.clone(), step, cached)
+        };
+        let total = schedule.timesteps();
+        if !(1..=total).contains(&t) {
+            return Err(format!("t = {t} is not in 1-{total}"));
+        }
+        if !cached {
+            let starts = normal_points(PATH_POINTS, &mut NoiseSource::new(seed as u64));
+            let noise = || NoiseSource::new(seed as u64 + 1);
+            let sde = model.paths(Method::Ddpm { variance: VarianceKind::Beta }, &schedule, &starts, &mut noise(), device).await?;
+            let ode = model.paths(Method::Ddim { steps: total, eta: 0.0 }, &schedule, &starts, &mut noise(), device).await?;
+            self.run.borrow_mut().as_mut().ok_or("no model has been trained")?.paths = Some((step, seed, sde, ode));
+        }
+        let run = self.run.borrow();
+        let (_, _, sde, ode) = run.as_ref().and_then(|r| r.paths.as_ref()).ok_or("no paths")?;
+        // After T - t steps both processes hold x_t.
+        let frame = total - t;
+        let a = schedule.alpha_bar[t - 1];
+        draw_paths(&self.canvas("train-sde")?, &data, a, sde, frame, 12)?;
+        draw_paths(&self.canvas("train-ode")?, &data, a, ode, frame, 12)?;
+        let check = check_marginals(&data, a, &points_at(sde, frame), &points_at(ode, frame), &mut NoiseSource::new(seed as u64 ^ 0x5eed));
+        Ok(TrainerReply::Paths { check })
     }
 }
 

@@ -103,6 +103,9 @@ await test("explainer_trains_a_2d_model_in_the_tab_on_the_cpu", () => withPage(b
   assert(r.state === "done" && r.backend === "cpu" && r.prediction === "noise" && r.target === "blobs", JSON.stringify(r));
   assert(r.fit.distance <= r.fit.threshold && r.firstGood, `fit ${JSON.stringify(r.fit)}`);
   assert(await page.evaluate(() => document.getElementById("train").dataset.state) === "ready", "section 7 state");
+  const p = r.paths;
+  console.log(`  trained model's SDE/ODE at t = 20: ${JSON.stringify(p)}`);
+  assert(p && p.sde_to_exact < r.fit.threshold + 2 * p.exact_floor && p.ode_to_exact < r.fit.threshold + 2 * p.exact_floor && p.mean_separation > 0.1, JSON.stringify(p));
   console.log(`  trained in the tab (cpu): ${r.step} steps in ${r.seconds.toFixed(1)} s (${(r.step / r.seconds).toFixed(0)} steps/s), `
     + `distance ${r.fit.distance.toFixed(4)} (floor ${r.fit.floor.toFixed(4)}, threshold ${r.fit.threshold}); `
     + `first under the threshold at step ${r.firstGood.step}, ${r.firstGood.seconds.toFixed(1)} s`);

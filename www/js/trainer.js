@@ -4,7 +4,7 @@
 import { WorkerClient, WorkerFailure } from "./pool.js";
 
 const WORKER = new URL("./trainer-worker.js", import.meta.url);
-const CANVASES = ["train-loss", "train-weights", "train-field", "train-exact", "train-samples"];
+const CANVASES = ["train-loss", "train-weights", "train-field", "train-exact", "train-samples", "train-sde", "train-ode"];
 const DRAWN = "drawn";
 // Wall time per Train request and between redraws: Stop answers within a chunk.
 const CHUNK_MS = 150, SHOW_EVERY_MS = 1000;
@@ -119,6 +119,15 @@ export async function setupTraining({ module, webgpu, t, seed, fmt, setMath, fai
     return r;
   }
 
+  // The trained model's own reverse SDE and ODE (1000 network calls each, once per model).
+  async function paths() {
+    const r = await client.request({ type: "paths", t: t(), seed: seed() });
+    const c = r.check;
+    results.training.paths = c;
+    setMath($("train-paths-values"), `The trained model at t = ${t()}: distance to exact draws of q_t (sliced Wasserstein-1) SDE ${fmt(c.sde_to_exact)}, `
+      + `ODE ${fmt(c.ode_to_exact)}; two exact draws differ by ${fmt(c.exact_floor)}; one start's SDE and ODE points are ${fmt(c.mean_separation)} apart on average.`);
+  }
+
   async function train() {
     stopRequested = false;
     training = true; trained = false;
@@ -152,6 +161,7 @@ export async function setupTraining({ module, webgpu, t, seed, fmt, setMath, fai
     training = false;
     updateButtons();
     await show(t0);
+    await paths();
     trained = true;
     Object.assign(results.training, { state: finished ? "done" : "stopped", seconds, losses: losses.length });
     const good = results.training.firstGood;
@@ -169,7 +179,7 @@ export async function setupTraining({ module, webgpu, t, seed, fmt, setMath, fai
   $("train-start").addEventListener("click", run);
   $("train-stop").addEventListener("click", () => { stopRequested = true; });
   // A new t redraws the fields of the model trained last.
-  const refresh = () => { if (trained && !training) show().catch(() => {}); };
+  const refresh = () => { if (trained && !training) show().then(paths).catch(() => {}); };
   redraw();
   state("idle");
   return { train: run, refresh };
