@@ -223,11 +223,23 @@ impl UNet {
     /// (1..=T) as floats, `class` [n] in 0..=10 (10 = null). Returns the predicted noise.
     pub fn forward(&self, x: Tensor<4>, t: Tensor<1>, class: Tensor<1, Int>) -> Tensor<4> {
         let n = x.dims()[0];
-        let temb = sinusoidal_embedding(t, self.emb_dim);
-        let temb = self.time_mlp2.forward(silu(self.time_mlp1.forward(temb)));
-        let cemb = self.class_emb.forward(class.reshape([n, 1])).reshape([n, self.emb_dim]);
-        let emb = temb + cemb;
+        self.forward_conditioned(x, self.time_embedding(t) + self.class_embedding(class, n))
+    }
 
+    /// The time MLP's output for each t ([n] floats, 1..=T): [n, emb_dim]. A sampler computes it
+    /// once per run for every t it will visit.
+    pub fn time_embedding(&self, t: Tensor<1>) -> Tensor<2> {
+        let temb = sinusoidal_embedding(t, self.emb_dim);
+        self.time_mlp2.forward(silu(self.time_mlp1.forward(temb)))
+    }
+
+    /// The class embedding of each of `n` labels: [n, emb_dim].
+    pub fn class_embedding(&self, class: Tensor<1, Int>, n: usize) -> Tensor<2> {
+        self.class_emb.forward(class.reshape([n, 1])).reshape([n, self.emb_dim])
+    }
+
+    /// The network given its conditioning `emb` = time embedding + class embedding, [n, emb_dim].
+    pub fn forward_conditioned(&self, x: Tensor<4>, emb: Tensor<2>) -> Tensor<4> {
         let h = self.conv_in.forward(x);
         let h0 = self.down0.forward(h, emb.clone()); // 28x28, c0
         let h1 = self.down1.forward(self.downsample0.forward(h0.clone()), emb.clone()); // 14x14, c1

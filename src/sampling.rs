@@ -72,6 +72,10 @@ pub struct Sampler {
     /// The label each image is conditioned on (the null class for unconditional sampling).
     labels: Vec<usize>,
     classes: Tensor<1, Int>,
+    /// The network's conditioning for the whole run, computed at the first step (fewer
+    /// operations per step): the time embedding of every t the run visits, and each batch
+    /// row's class embedding.
+    conditioning: Option<(Tensor<2>, Tensor<2>)>,
 }
 
 impl Sampler {
@@ -95,7 +99,7 @@ impl Sampler {
             classes.extend(std::iter::repeat_n(NULL_CLASS as i64, n));
         }
         let classes = Tensor::from_data(TensorData::new(classes.clone(), [classes.len()]), device);
-        Self { settings, solver, x, streams, labels, classes }
+        Self { settings, solver, x, streams, labels, classes, conditioning: None }
     }
 
     pub fn settings(&self) -> &SampleSettings {
@@ -126,14 +130,20 @@ impl Sampler {
 
     /// The guided noise prediction at index `i` for the current state: one model call with the
     /// conditional and unconditional halves in one batch.
-    fn predict_eps(&self, model: &UNet, i: usize) -> Tensor<4> {
+    fn predict_eps(&mut self, model: &UNet) -> Tensor<4> {
         let n = self.settings.count;
         let guided = self.settings.guided();
         let batch = if guided { 2 * n } else { n };
-        let device = self.x.device();
-        let t = Tensor::<1>::full([batch], (i + 1) as f32, &device);
+        let (times, classes) = self.conditioning.get_or_insert_with(|| {
+            let visited: Vec<f32> = self.solver.timesteps().iter().map(|&i| (i + 1) as f32).collect();
+            let t = Tensor::<1>::from_data(TensorData::new(visited.clone(), [visited.len()]), &self.x.device());
+            (model.time_embedding(t), model.class_embedding(self.classes.clone(), batch))
+        });
+        let k = self.solver.steps_done();
+        // One row of the run's time embeddings, broadcast over the batch.
+        let emb = times.clone().narrow(0, k, 1) + classes.clone();
         let input = if guided { Tensor::cat(vec![self.x.clone(), self.x.clone()], 0) } else { self.x.clone() };
-        let eps = model.forward(input, t, self.classes.clone());
+        let eps = model.forward_conditioned(input, emb);
         if guided {
             let cond = eps.clone().narrow(0, 0, n);
             let uncond = eps.narrow(0, n, n);
@@ -146,7 +156,7 @@ impl Sampler {
     /// Takes one reverse step; `None` once finished.
     pub fn step(&mut self, model: &UNet) -> Option<Step> {
         let i = self.solver.current_index()?;
-        let eps = self.predict_eps(model, i);
+        let eps = self.predict_eps(model);
         let z = self.solver.needs_noise().then(|| cell_noise(&mut self.streams, &self.x.device()));
         let out = self.solver.advance(self.x.clone(), eps.clone(), self.settings.clip_x0, z);
         self.x = out.x_prev.clone();

@@ -64,6 +64,11 @@ impl ReverseSolver {
         self.position
     }
 
+    /// Every timestep index of the run, in the order they are visited.
+    pub fn timesteps(&self) -> &[usize] {
+        &self.timesteps
+    }
+
     /// The index of the step about to be taken (t = index + 1); `None` once finished.
     pub fn current_index(&self) -> Option<usize> {
         self.timesteps.get(self.position).copied()
