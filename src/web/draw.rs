@@ -11,6 +11,22 @@ use crate::image::grid_rgba;
 
 type Ctx = OffscreenCanvasRenderingContext2d;
 
+/// The canvases a page handed to one worker (`transferControlToOffscreen`), keyed by element id.
+#[derive(Default)]
+pub struct Canvases(std::cell::RefCell<Option<js_sys::Object>>);
+
+impl Canvases {
+    pub fn attach(&self, canvases: js_sys::Object) {
+        *self.0.borrow_mut() = Some(canvases);
+    }
+
+    pub fn get(&self, id: &str) -> Result<OffscreenCanvas, String> {
+        let canvases = self.0.borrow();
+        let canvases = canvases.as_ref().ok_or("this worker has no canvases")?;
+        js_sys::Reflect::get(canvases, &id.into()).ok().and_then(|c| c.dyn_into().ok()).ok_or_else(|| format!("no canvas '{id}'"))
+    }
+}
+
 pub fn context_2d(canvas: &OffscreenCanvas) -> Result<Ctx, String> {
     canvas
         .get_context("2d")

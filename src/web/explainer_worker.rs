@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 use web_sys::OffscreenCanvas;
 
-use super::draw::{draw_chart, draw_field, draw_image, draw_paths};
+use super::draw::{Canvases, draw_chart, draw_field, draw_image, draw_paths};
 use super::session::{Session, read_f32};
 use crate::controls::{ExplainerQuery, Limits};
 use crate::elbo::bits_per_dim;
@@ -146,7 +146,7 @@ struct State {
 pub struct ExplainerWorker {
     state: RefCell<Option<State>>,
     toy: RefCell<Option<ToyRun>>,
-    canvases: RefCell<Option<js_sys::Object>>,
+    canvases: Canvases,
 }
 
 #[wasm_bindgen]
@@ -158,7 +158,7 @@ impl ExplainerWorker {
 
     /// The page's canvases, transferred as `OffscreenCanvas`es and keyed by element id.
     pub fn attach(&self, canvases: js_sys::Object) {
-        *self.canvases.borrow_mut() = Some(canvases);
+        self.canvases.attach(canvases);
     }
 
     /// Handle one request (an [`ExplainerRequest`]) and return its [`ExplainerReply`].
@@ -194,9 +194,7 @@ async fn toy_run(m: &Mixture2d, schedule: &NoiseSchedule, seed: u32) -> Result<T
 
 impl ExplainerWorker {
     fn canvas(&self, id: &str) -> Result<OffscreenCanvas, String> {
-        let canvases = self.canvases.borrow();
-        let canvases = canvases.as_ref().ok_or("this worker has no canvases")?;
-        js_sys::Reflect::get(canvases, &id.into()).ok().and_then(|c| c.dyn_into().ok()).ok_or_else(|| format!("no canvas '{id}'"))
+        self.canvases.get(id)
     }
 
     fn check_t(&self, t: usize) -> Result<usize, String> {

@@ -11,7 +11,7 @@ use wasm_bindgen::prelude::*;
 use web_sys::OffscreenCanvas;
 
 use super::backend::{Backend, init_backend};
-use super::draw::{draw_chart, draw_field, draw_paths};
+use super::draw::{Canvases, draw_chart, draw_field, draw_paths};
 use super::session::read_f32;
 use crate::objective::{Prediction, elbo_x0_weight};
 use crate::plot::{Axis, Chart, Scale, Series};
@@ -92,7 +92,7 @@ const PATH_POINTS: usize = 300;
 pub struct TrainerWorker {
     backend: RefCell<Option<Backend>>,
     run: RefCell<Option<Run>>,
-    canvases: RefCell<Option<js_sys::Object>>,
+    canvases: Canvases,
 }
 
 /// The schedule the 2-D models use: the digits' (linear, T = 1000).
@@ -109,7 +109,7 @@ impl TrainerWorker {
 
     /// The section's canvases, transferred as `OffscreenCanvas`es and keyed by element id.
     pub fn attach(&self, canvases: js_sys::Object) {
-        *self.canvases.borrow_mut() = Some(canvases);
+        self.canvases.attach(canvases);
     }
 
     /// Handle one request (a [`TrainerRequest`]) and return its [`TrainerReply`].
@@ -124,9 +124,7 @@ impl TrainerWorker {
 
 impl TrainerWorker {
     fn canvas(&self, id: &str) -> Result<OffscreenCanvas, String> {
-        let canvases = self.canvases.borrow();
-        let canvases = canvases.as_ref().ok_or("this worker has no canvases")?;
-        js_sys::Reflect::get(canvases, &id.into()).ok().and_then(|c| c.dyn_into().ok()).ok_or_else(|| format!("no canvas '{id}'"))
+        self.canvases.get(id)
     }
 
     async fn reply(&self, request: TrainerRequest) -> Result<TrainerReply, String> {
