@@ -475,3 +475,33 @@ mod two_d_training {
         fits(&Device::flex(), "CPU (wasm)").await;
     }
 }
+
+/// The module's static constructors run once per instance, not at every call into it: a
+/// "command-style" link (wasm-ld's default when nothing calls `__wasm_call_ctors`) re-runs them at
+/// the top of every exported function, which cost a third of a grid-1 CPU step.
+mod static_constructors {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    static RUNS: AtomicUsize = AtomicUsize::new(0);
+
+    extern "C" fn count_run() {
+        RUNS.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A constructor of this test module, registered the way `inventory` registers Burn's.
+    #[used]
+    #[unsafe(link_section = ".init_array")]
+    static COUNT_RUN: extern "C" fn() = count_run;
+
+    #[wasm_bindgen_test]
+    async fn run_once_however_often_js_calls_in() {
+        ddpm_web::web::run_static_constructors();
+        // Each resumption after a JS promise is a call from JS into an exported closure.
+        for i in 0..5 {
+            let value = wasm_bindgen_futures::JsFuture::from(js_sys::Promise::resolve(&JsValue::from(i))).await.unwrap();
+            assert_eq!(value.as_f64(), Some(i as f64));
+        }
+        assert_eq!(RUNS.load(Ordering::Relaxed), 1, "static constructors ran more than once");
+    }
+}

@@ -59,6 +59,7 @@ async fn describe_adapter(gpu: &JsValue) -> Result<String, String> {
 /// Initialise the backend asynchronously, before any tensor exists. WebGPU is tried first
 /// (unless the CPU is asked for); any failure falls back to the CPU with the reason kept.
 pub async fn init_backend(preference: BackendPreference) -> Backend {
+    super::run_static_constructors();
     if preference == BackendPreference::Cpu {
         return cpu_backend(None);
     }

@@ -21,7 +21,23 @@ pub use trainer_worker::TrainerWorker;
 
 #[wasm_bindgen(start)]
 pub fn start() {
+    run_static_constructors();
     console_error_panic_hook::set_once();
+}
+
+unsafe extern "C" {
+    /// Synthesised by wasm-ld: runs the module's static constructors (the `inventory`
+    /// registries inside Burn's kernel compiler).
+    fn __wasm_call_ctors();
+}
+
+/// Runs the static constructors once per instance. A module that never calls `__wasm_call_ctors`
+/// itself is linked "command-style": wasm-ld then re-runs every constructor at the top of every
+/// exported function, each allocation and callback across the JS boundary included, which was a
+/// third of a grid-1 CPU step (profile in the README). Calling it here turns that off.
+pub fn run_static_constructors() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| unsafe { __wasm_call_ctors() });
 }
 
 /// Bytes of WebAssembly linear memory this page's module holds now. It only grows, in 64 KiB
