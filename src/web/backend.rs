@@ -56,6 +56,11 @@ async fn describe_adapter(gpu: &JsValue) -> Result<String, String> {
     Ok(if parts.is_empty() { "a WebGPU adapter".into() } else { parts.join(" ") })
 }
 
+/// Kernel launches recorded before the wgpu runtime submits them to the queue. CubeCL's default
+/// (32) split a reverse step (about 450 launches) into 14 queue submits, each with its own
+/// browser overhead; a step's launches now go in one submit, or two when a readback ends it.
+const TASKS_PER_SUBMIT: usize = 1024;
+
 /// Initialise the backend asynchronously, before any tensor exists. WebGPU is tried first
 /// (unless the CPU is asked for); any failure falls back to the CPU with the reason kept.
 pub async fn init_backend(preference: BackendPreference) -> Backend {
@@ -73,7 +78,8 @@ pub async fn init_backend(preference: BackendPreference) -> Backend {
         Ok(a) => a,
         Err(reason) => return cpu_backend(Some(reason)),
     };
-    match Device::wgpu_options().graphics_api(burn::tensor::wgpu::WgpuBackend::WebGpu).init_async().await {
+    let options = Device::wgpu_options().graphics_api(burn::tensor::wgpu::WgpuBackend::WebGpu).tasks_max(TASKS_PER_SUBMIT);
+    match options.init_async().await {
         Ok(device) => {
             WEBGPU.with(|w| *w.borrow_mut() = Some((device.clone(), adapter.clone())));
             Backend { device, info: BackendInfo { kind: BackendKind::WebGpu, adapter, fallback_reason: None } }

@@ -9,14 +9,14 @@ import { fileURLToPath } from "node:url";
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const root = path.resolve(here, "../..");
 export const artifacts = path.join(here, "artifacts");
-const dist = path.join(root, "dist");
+const defaultDist = path.join(root, "dist");
 const TYPES = { ".html": "text/html", ".js": "text/javascript", ".wasm": "application/wasm", ".css": "text/css", ".json": "application/json" };
 
 // /broken-missing/ serves the app without weights/unet.bpk; /broken-corrupt/ with one byte flipped.
 // `rewrites` maps a path to a function of the body served there (a test's stand-in for a new deploy).
-export async function startServer() {
+export async function startServer(dist = defaultDist) {
   const rewrites = new Map();
-  if (!fs.existsSync(path.join(dist, "index.html"))) throw new Error("dist/ is missing: run scripts/build-web.sh first");
+  if (!fs.existsSync(path.join(dist, "index.html"))) throw new Error(`${dist} is missing: run scripts/build-web.sh first`);
   const server = http.createServer((req, res) => {
     let url = decodeURIComponent(new URL(req.url, "http://x").pathname);
     let mode = "ok";
@@ -38,10 +38,10 @@ export async function startServer() {
   return { server, base: `http://127.0.0.1:${server.address().port}`, rewrites };
 }
 
-export async function launchBrowser() {
+export async function launchBrowser(extraArgs = []) {
   const args = JSON.parse(fs.readFileSync(path.join(root, "webdriver.json"), "utf8"))["goog:chromeOptions"].args
     .filter((a) => !a.startsWith("--headless"));
-  return chromium.launch({ executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium", headless: true, args });
+  return chromium.launch({ executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium", headless: true, args: [...args, ...extraArgs] });
 }
 
 export async function withPage(browser, fn) {
