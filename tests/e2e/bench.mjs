@@ -33,7 +33,8 @@ async function gpuCallsPerStep(page) {
   return page.evaluate(async () => {
     const d = window.ddpm;
     await d.bench({ grid: 1, steps: 1 });
-    const since = (before, now) => Object.fromEntries(Object.entries(now).map(([k, v]) => [k, v - before[k]]));
+    const diff = (before, now) => Object.fromEntries(Object.entries(now).map(([k, v]) => [k, v - (before[k] ?? 0)]));
+    const since = (before, now) => ({ ...diff(before, now), kernels: diff(before.kernels, now.kernels) });
     let before = await d.gpuCalls();
     await d.step(true);
     const drawn = since(before, await d.gpuCalls());
@@ -65,6 +66,10 @@ async function stepTimes(backend, workers) {
       const { drawn, queuedOnly, run } = await gpuCallsPerStep(page);
       console.log(`webgpu: a drawn step (guided DDIM step + classifier + readback): ${drawn.dispatches} kernel launches, ${drawn.submits} queue submits, ${drawn.reads} buffer reads, ${drawn.writes} buffer writes, ${drawn.buffers} buffers created`);
       console.log(`webgpu: a step not drawn: ${(run.dispatches - drawn.dispatches) / 4} kernel launches, ${(run.submits - drawn.submits) / 4} submits; 4 such steps read ${queuedOnly.reads} buffers`);
+      // The dispatch list of a step not drawn, by kernel (CubeCL labels each pipeline with its kernel's name).
+      const perStep = Object.entries(queuedOnly.kernels).filter(([, n]) => n > 0).map(([name, n]) => [name, n / 4]).sort((a, b) => b[1] - a[1]);
+      console.log(`webgpu: launches per step not drawn, by kernel (${perStep.length} kernels):`);
+      for (const [name, n] of perStep.slice(0, Number(env.BENCH_KERNELS ?? 25))) console.log(`  ${String(n).padStart(6)}  ${name.slice(0, 120)}`);
     }
     for (const count of grids[backend]) {
       const since = await page.evaluate(() => performance.now());

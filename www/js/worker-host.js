@@ -5,14 +5,27 @@
 //           worker -> page {id, reply} | {id, trap} | {lost}.
 
 const devices = [];
-// WebGPU calls made by this worker, for the benchmark (scripts/bench.sh): kernel launches,
-// queue submits, buffer reads and writes. Counting is one increment per call.
-const gpuCalls = { dispatches: 0, submits: 0, reads: 0, writes: 0, buffers: 0 };
+// WebGPU calls made by this worker, for the benchmark (scripts/bench.sh): kernel launches (and
+// per kernel, by its pipeline's label), queue submits, buffer reads and writes. Counting is one
+// increment per call.
+const gpuCalls = { dispatches: 0, submits: 0, reads: 0, writes: 0, buffers: 0, kernels: {} };
 if (self.GPUComputePassEncoder) {
   const wrap = (proto, method, key) => {
     const original = proto[method];
     proto[method] = function (...args) { gpuCalls[key]++; return original.apply(this, args); };
   };
+  const setPipeline = GPUComputePassEncoder.prototype.setPipeline;
+  GPUComputePassEncoder.prototype.setPipeline = function (pipeline) {
+    this.kernel = pipeline.label || "(unlabelled)";
+    return setPipeline.call(this, pipeline);
+  };
+  for (const method of ["dispatchWorkgroups", "dispatchWorkgroupsIndirect"]) {
+    const original = GPUComputePassEncoder.prototype[method];
+    GPUComputePassEncoder.prototype[method] = function (...args) {
+      gpuCalls.kernels[this.kernel] = (gpuCalls.kernels[this.kernel] ?? 0) + 1;
+      return original.apply(this, args);
+    };
+  }
   wrap(GPUComputePassEncoder.prototype, "dispatchWorkgroups", "dispatches");
   wrap(GPUComputePassEncoder.prototype, "dispatchWorkgroupsIndirect", "dispatches");
   wrap(GPUQueue.prototype, "submit", "submits");
