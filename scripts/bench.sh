@@ -11,7 +11,7 @@ mkdir -p .cache
 cargo run --release --locked --bin bench -- --steps "${BENCH_STEPS:-20}" | tee .cache/bench-native.txt
 export NATIVE_MS_16="$(awk '/grid 16:/ {print $(NF-1)}' .cache/bench-native.txt)"
 scripts/build-web.sh
-wasm=$(ls dist/ddpm-web-*_bg.wasm)
-echo "== served build: wasm $(stat -c %s "$wasm") bytes, $(stat -c %s "$wasm.gz") gzipped, $(stat -c %s "$wasm.br") brotli; weights $(du -cb dist/weights-*/*.bpk | tail -1 | cut -f1) bytes =="
+sizes() { echo "$(stat -c %s "$1") bytes, $(stat -c %s "$1.gz") gzipped, $(stat -c %s "$1.br") brotli"; }
+echo "== served build: wasm with WebGPU $(sizes "$(ls dist/ddpm-web-*_bg.wasm | grep -v /ddpm-web-cpu-)"); CPU-only wasm $(sizes "$(ls dist/ddpm-web-cpu-*_bg.wasm)"); weights $(du -cb dist/weights-*/*.bpk | tail -1 | cut -f1) bytes =="
 (cd tests/e2e && npm ci --no-audit --no-fund --silent)
 node tests/e2e/bench.mjs

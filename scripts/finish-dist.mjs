@@ -29,17 +29,25 @@ for (const e of fs.readdirSync(dist)) if (/^(js|weights)-[0-9a-f]{10}$/.test(e))
 
 // 1. Hashed names. The glue and the wasm first, then js/ (whose build.js names them), then weights/.
 const rename = (from, to) => { fs.renameSync(path.join(dist, from), path.join(dist, to)); return to; };
-const glue = rename("ddpm-web.js", `ddpm-web-${hashOf([path.join(dist, "ddpm-web.js")])}.js`);
-const wasm = rename("ddpm-web_bg.wasm", `ddpm-web-${hashOf([path.join(dist, "ddpm-web_bg.wasm")])}_bg.wasm`);
+// Each build (see js/build.js): trunk's with WebGPU, and the CPU-only one (scripts/build-cpu-wasm.sh).
+const hashed = (stem) => ({
+  glue: rename(`${stem}.js`, `${stem}-${hashOf([path.join(dist, `${stem}.js`)])}.js`),
+  wasm: rename(`${stem}_bg.wasm`, `${stem}-${hashOf([path.join(dist, `${stem}_bg.wasm`)])}_bg.wasm`),
+});
+const builds = { webgpu: hashed("ddpm-web"), cpu: hashed("ddpm-web-cpu") };
 const weights = rename("weights", `weights-${hashOf(files(path.join(dist, "weights")))}`);
 const buildJs = path.join(dist, "js", "build.js");
 const source = fs.readFileSync(buildJs, "utf8");
-const written = source
-  .replace(/glue: "[^"]*"/, `glue: "../${glue}"`)
-  .replace(/wasm: "[^"]*"/, `wasm: "../${wasm}"`)
+let written = source;
+for (const [name, { glue, wasm }] of Object.entries(builds)) {
+  written = written.replace(new RegExp(`${name}: \\{ glue: "[^"]*", wasm: "[^"]*" \\}`), `${name}: { glue: "../${glue}", wasm: "../${wasm}" }`);
+}
+written = written
   .replace(/weights: "[^"]*"/, `weights: "${weights}"`)
   .replace(/serviceWorker: null/, `serviceWorker: "sw.js"`);
-if (written === source) throw new Error("js/build.js did not take the hashed names");
+for (const { glue, wasm } of Object.values(builds)) {
+  if (!written.includes(glue) || !written.includes(wasm)) throw new Error("js/build.js did not take the hashed names");
+}
 fs.writeFileSync(buildJs, written);
 const jsDir = `js-${hashOf(files(path.join(dist, "js")))}`;
 // The version covers every file; build.js then carries it (the pages show it).
@@ -75,6 +83,6 @@ for (const f of files(dist)) {
   raw += body.length; gz += g.length; br += b.length;
 }
 const mb = (n) => `${(n / 1e6).toFixed(2)} MB`;
-const wasmBytes = fs.statSync(path.join(dist, wasm)).size;
+const sizes = (f) => `${mb(fs.statSync(path.join(dist, f)).size)} (gzip ${mb(fs.statSync(path.join(dist, `${f}.gz`)).size)}, brotli ${mb(fs.statSync(path.join(dist, `${f}.br`)).size)})`;
 console.log(`dist/ version ${version}: ${list.length + 1} files, ${mb(raw)} (gzip ${mb(gz)}, brotli ${mb(br)}); ` +
-  `wasm ${mb(wasmBytes)} (gzip ${mb(fs.statSync(path.join(dist, `${wasm}.gz`)).size)}, brotli ${mb(fs.statSync(path.join(dist, `${wasm}.br`)).size)})`);
+  `wasm with WebGPU ${sizes(builds.webgpu.wasm)}, CPU-only wasm ${sizes(builds.cpu.wasm)}`);

@@ -19,7 +19,7 @@ cargo test --locked
 echo "== browser tests (headless Chromium: WebGPU and CPU fallback) =="
 export CHROMEDRIVER="${CHROMEDRIVER:-/usr/bin/chromedriver}"
 export WASM_BINDGEN_TEST_TIMEOUT="${WASM_BINDGEN_TEST_TIMEOUT:-600}"
-cargo test --locked --profile web --target wasm32-unknown-unknown --no-default-features --test web -- --nocapture
+cargo test --locked --profile web --target wasm32-unknown-unknown --no-default-features --features webgpu --test web -- --nocapture
 
 echo "== end-to-end test of the deployable build (scripts/build-web.sh, headless Chromium via playwright-core) =="
 scripts/build-web.sh

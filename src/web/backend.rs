@@ -2,6 +2,7 @@
 //! the reader did not ask for the CPU), else Burn's flex CPU backend, with the reason kept.
 //! Runs in a dedicated worker, where `navigator.gpu` exists too.
 
+#[cfg(feature = "webgpu")]
 use std::cell::RefCell;
 
 use burn::tensor::Device;
@@ -18,6 +19,7 @@ pub struct Backend {
     pub info: BackendInfo,
 }
 
+#[cfg(feature = "webgpu")]
 thread_local! {
     /// The wgpu runtime can be initialised once per wasm instance; keep the device it gave.
     static WEBGPU: RefCell<Option<(Device, String)>> = const { RefCell::new(None) };
@@ -56,6 +58,7 @@ async fn describe_adapter(gpu: &JsValue) -> Result<String, String> {
     Ok(if parts.is_empty() { "a WebGPU adapter".into() } else { parts.join(" ") })
 }
 
+#[cfg(feature = "webgpu")]
 /// Kernel launches recorded before the wgpu runtime submits them to the queue. CubeCL's default
 /// (32) split a reverse step (about 450 launches) into 14 queue submits, each with its own
 /// browser overhead; a step's launches now go in one submit, or two when a readback ends it.
@@ -68,6 +71,7 @@ pub async fn init_backend(preference: BackendPreference) -> Backend {
     if preference == BackendPreference::Cpu {
         return cpu_backend(None);
     }
+    #[cfg(feature = "webgpu")]
     if let Some((device, adapter)) = WEBGPU.with(|w| w.borrow().clone()).filter(|_| navigator_gpu().is_some()) {
         return Backend { device, info: BackendInfo { kind: BackendKind::WebGpu, adapter, fallback_reason: None } };
     }
@@ -78,6 +82,18 @@ pub async fn init_backend(preference: BackendPreference) -> Backend {
         Ok(a) => a,
         Err(reason) => return cpu_backend(Some(reason)),
     };
+    webgpu_backend(adapter).await
+}
+
+/// The CPU-only build (no `webgpu` feature), which a page loads when the browser offers no
+/// adapter: were it asked for WebGPU anyway, it says so and computes on the CPU.
+#[cfg(not(feature = "webgpu"))]
+async fn webgpu_backend(adapter: String) -> Backend {
+    cpu_backend(Some(format!("this is the CPU-only build, so {adapter} is not used")))
+}
+
+#[cfg(feature = "webgpu")]
+async fn webgpu_backend(adapter: String) -> Backend {
     let options = Device::wgpu_options().graphics_api(burn::tensor::wgpu::WgpuBackend::WebGpu).tasks_max(TASKS_PER_SUBMIT);
     match options.init_async().await {
         Ok(device) => {

@@ -2,13 +2,14 @@
 // and asserts nothing.
 // - ms per reverse step for grids 1, 16 and 64 on each backend the browser offers, on the CPU with
 //   one worker and with the whole pool (the pool's scaling);
-// - page load to the first drawn step;
+// - page load to the first drawn step; the same and the CPU figures with the CPU-only build, which a
+//   browser without a WebGPU adapter downloads ("cpu-only" in BENCH_BACKENDS);
 // - on WebGPU, the GPU work per step as the worker's browser API sees it (compute dispatches =
 //   kernel launches, queue submits, buffer reads);
 // - the longest main-thread task (PerformanceObserver "longtask") during a grid-64 run and during
 //   the explainer's full ELBO sweep, and the sweep's wall time.
 //   scripts/build-web.sh && node tests/e2e/bench.mjs
-// Environment: BENCH_BACKENDS ("cpu,webgpu"), BENCH_STEPS_CPU (10), BENCH_STEPS_WEBGPU (3),
+// Environment: BENCH_BACKENDS ("cpu,cpu-only,webgpu"), BENCH_STEPS_CPU (10), BENCH_STEPS_WEBGPU (3),
 // BENCH_GRIDS_WEBGPU ("1,16,64"), BENCH_WORKERS (the pool size; default the browser's cores),
 // NATIVE_MS_16 (native grid 16 on all cores, for the ratio; scripts/bench.sh sets it).
 import { launchBrowser, startServer, waitState, withPage } from "./harness.mjs";
@@ -16,6 +17,8 @@ import { launchBrowser, startServer, waitState, withPage } from "./harness.mjs";
 const env = process.env;
 const steps = { cpu: Number(env.BENCH_STEPS_CPU ?? 10), webgpu: Number(env.BENCH_STEPS_WEBGPU ?? 3) };
 const grids = { cpu: [1, 16, 64], webgpu: (env.BENCH_GRIDS_WEBGPU ?? "1,16,64").split(",").map(Number) };
+steps["cpu-only"] = steps.cpu;
+grids["cpu-only"] = grids.cpu;
 const { server, base } = await startServer();
 const browser = await launchBrowser();
 console.log(`browser: Chromium ${browser.version()}`);
@@ -47,20 +50,24 @@ async function gpuCallsPerStep(page) {
   });
 }
 
+// `backend` "cpu-only": a page whose navigator.gpu offers no adapter, so it downloads the CPU-only build.
 async function stepTimes(backend, workers) {
   const pool = workers ? `&workers=${workers}` : "";
   await withPage(browser, async (page) => {
     await page.addInitScript(watchLongTasks);
-    await page.goto(`${base}/?backend=${backend}&digit=7&steps=50&count=1&start=1${pool}`);
+    if (backend === "cpu-only") await page.addInitScript(() => Object.defineProperty(Navigator.prototype, "gpu", { get: () => undefined }));
+    const wasm = [];
+    page.on("request", (r) => { if (r.url().endsWith(".wasm")) wasm.push(r.url().split("/").pop()); });
+    await page.goto(`${base}/?backend=${backend === "cpu-only" ? "cpu" : backend}&digit=7&steps=50&count=1&start=1${pool}`);
     await page.waitForFunction(() => window.ddpmFirstDrawnStepMs || document.body.dataset.state === "error", null, { timeout: 10 * 60 * 1000 });
     const used = await page.evaluate(() => document.body.dataset.backend);
     const line = await page.textContent("#backend");
-    if (used !== backend) { console.log(`${backend}: not available (${line})`); return; }
+    if (used !== backend.replace("-only", "")) { console.log(`${backend}: not available (${line})`); return; }
     const first = await page.evaluate(() => window.ddpmFirstDrawnStepMs);
     await waitState(page, ["done", "error"], 10 * 60 * 1000);
     const size = await page.evaluate(() => window.ddpm.workers());
-    const label = backend === "cpu" ? `cpu, ${size} worker${size === 1 ? "" : "s"}` : backend;
-    console.log(`${label}: ${line}`);
+    const label = backend === "webgpu" ? backend : `${backend}, ${size} worker${size === 1 ? "" : "s"}`;
+    console.log(`${label}: ${line} (downloaded ${wasm.join(", ")})`);
     console.log(`${label}: page load to first drawn step ${first.toFixed(0)} ms`);
     if (backend === "webgpu") {
       const { drawn, queuedOnly, run } = await gpuCallsPerStep(page);
@@ -81,9 +88,9 @@ async function stepTimes(backend, workers) {
   });
 }
 
-for (const backend of (env.BENCH_BACKENDS ?? "cpu,webgpu").split(",")) {
+for (const backend of (env.BENCH_BACKENDS ?? "cpu,cpu-only,webgpu").split(",")) {
   if (backend === "cpu") await stepTimes("cpu", 1);
-  await stepTimes(backend, backend === "cpu" ? env.BENCH_WORKERS : undefined);
+  await stepTimes(backend, backend.startsWith("cpu") ? env.BENCH_WORKERS : undefined);
 }
 const pool = Object.keys(results).find((k) => k.startsWith("cpu, ") && !k.startsWith("cpu, 1 worker-") && k.endsWith("-16"));
 if (results["cpu, 1 worker-16"] && pool) {

@@ -14,8 +14,12 @@ const { test, finish } = testRunner();
 // Set a control as a person would (sliders cannot be typed into) and let the page react.
 const setControl = (page, id, value) => page.$eval(`#${id}`, (el, v) => { el.value = v; el.dispatchEvent(new Event("input", { bubbles: true })); }, String(value));
 
-async function sampleSeven(backend, sampler = "sampler=ddim&steps=50", steps = "50") {
+// `noAdapter`: the page's navigator.gpu offers no adapter, as in a browser without WebGPU.
+async function sampleSeven(backend, sampler = "sampler=ddim&steps=50", steps = "50", { noAdapter = false } = {}) {
   return withPage(async (page, errors) => {
+    if (noAdapter) await page.addInitScript(() => Object.defineProperty(Navigator.prototype, "gpu", { get: () => undefined }));
+    const wasm = [];
+    page.on("request", (r) => { if (r.url().endsWith(".wasm")) wasm.push(r.url().split("/").pop()); });
     await page.goto(`${base}/?digit=7&${sampler}&count=4&seed=7&start=1${backend ? `&backend=${backend}` : ""}`);
     await waitState(page, ["done", "error"], 15 * 60 * 1000);
     const state = await page.evaluate(() => document.body.dataset.state);
@@ -30,19 +34,28 @@ async function sampleSeven(backend, sampler = "sampler=ddim&steps=50", steps = "
     assert(JSON.stringify(onCanvas) === JSON.stringify(labels), `readout ${labels} but the canvas reads as ${onCanvas}`);
     assert(labels.filter((l) => l === 7).length >= 3, `asked for 7s, the classifier reads ${labels}`);
     assert(errors.length === 0, `console errors: ${errors.join(" | ")}`);
-    console.log(`  backend ${used}: readout ${labels}, canvas ${onCanvas}`);
-    return { used, labels };
+    console.log(`  backend ${used}: readout ${labels}, canvas ${onCanvas}; downloaded ${wasm.join(", ")}`);
+    assert(wasm.length === 1, `downloaded ${wasm.length} wasm files: ${wasm}`);
+    return { used, labels, build: wasm[0].startsWith("ddpm-web-cpu") ? "cpu" : "webgpu", line: await page.textContent("#backend") };
   });
 }
 
 await test("samples_digit_7_with_ddim_50_on_the_default_backend", async () => {
-  const { used } = await sampleSeven("");
+  const { used, build } = await sampleSeven("");
   assert(used === "webgpu", `default backend was ${used}, expected webgpu (SwiftShader)`);
+  assert(build === "webgpu", "a browser with a WebGPU adapter downloaded the CPU-only build");
 });
 
 await test("samples_digit_7_on_the_cpu_fallback", async () => {
   const { used } = await sampleSeven("cpu");
   assert(used === "cpu", `backend was ${used}`);
+});
+
+// A browser without a WebGPU adapter downloads the CPU-only build (no CubeCL) and computes with it.
+await test("samples_digit_7_with_the_cpu_only_build_when_there_is_no_adapter", async () => {
+  const { used, build, line } = await sampleSeven("", undefined, undefined, { noAdapter: true });
+  assert(used === "cpu" && build === "cpu", `backend ${used}, build ${build}`);
+  assert(line.includes("WebGPU is not used"), `the page does not say why WebGPU is not used: ${line}`);
 });
 
 // The second-order sampler: ten network evaluations draw readable 7s.

@@ -3,9 +3,11 @@
 // the service worker that keeps the pages working offline.
 export const BUILD = {
   version: "dev",
-  // Relative to this module (js/).
-  glue: "../ddpm-web.js",
-  wasm: "../ddpm-web_bg.wasm",
+  // The app's two builds, each a wasm module and its wasm-bindgen glue, relative to this module
+  // (js/): with WebGPU (burn-wgpu, and the CPU backend as its fallback), and CPU-only (no CubeCL:
+  // under a third of the download), which pages load when the browser offers no WebGPU adapter.
+  webgpu: { glue: "../ddpm-web.js", wasm: "../ddpm-web_bg.wasm" },
+  cpu: { glue: "../ddpm-web-cpu.js", wasm: "../ddpm-web-cpu_bg.wasm" },
   // Relative to the page.
   weights: "weights",
   serviceWorker: null,

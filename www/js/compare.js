@@ -10,7 +10,7 @@ const CELLS = 4;
 const FRAMES = 60;   // drawn frames per run, whatever its length
 const $ = (id) => document.getElementById(id);
 
-export async function setupComparison({ module, files, backend, lead, limits, seed, fmt, fail, results }) {
+export async function setupComparison({ wasm, files, backend, lead, limits, seed, fmt, fail, results }) {
   const section = $("compare");
   const state = (value) => { section.dataset.state = value; section.dataset.ready = value === "ready" ? "1" : "0"; };
   const { table } = await lead.request({ type: "steps_chart" });
@@ -53,7 +53,7 @@ export async function setupComparison({ module, files, backend, lead, limits, se
   const onFatal = (message) => { fail(`${message}. Reload the page to start again.`); state("error"); };
   async function workers() {
     if (clients) return clients;
-    clients = SIDES.map(() => new WorkerClient(WORKER, module, onFatal));
+    clients = SIDES.map(() => new WorkerClient(WORKER, wasm, onFatal));
     await Promise.all(clients.map((c) => c.request({ type: "init", query: [["backend", backend]], files })));
     return clients;
   }

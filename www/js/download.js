@@ -31,9 +31,17 @@ export async function fetchBytes(url, onProgress) {
 
 export const megabytes = (n) => `${(n / 1e6).toFixed(1)} MB`;
 
-// Fetch the app's wasm and the weights, reporting "what, bytes, of" as they come.
-// Resolves with the compiled module and the files every worker needs.
+// Whether the browser offers a WebGPU adapter: asked on the page (no model work) only to choose
+// which build to download; the worker asks again and decides the backend itself.
+async function webgpuAdapterOffered() {
+  try { return Boolean(navigator.gpu && await navigator.gpu.requestAdapter()); } catch { return false; }
+}
+
+// Fetch the app's wasm (the CPU-only build when there is no WebGPU adapter) and the weights,
+// reporting "what, bytes, of" as they come. Resolves with `wasm` ({module, glue}: the compiled
+// module and its glue, what a worker instantiates) and the files every worker needs.
 export async function loadAssets(report) {
+  const build = (await webgpuAdapterOffered()) ? BUILD.webgpu : BUILD.cpu;
   const base = BUILD.weights;
   const manifestText = new TextDecoder().decode(await fetchBytes(`${base}/manifest.json`, () => {}));
   let manifest;
@@ -45,11 +53,11 @@ export async function loadAssets(report) {
     report(parts);
   };
   const [wasmBytes, unet, classifier] = await Promise.all([
-    fetchBytes(new URL(BUILD.wasm, import.meta.url).href, update("wasm")),
+    fetchBytes(new URL(build.wasm, import.meta.url).href, update("wasm")),
     fetchBytes(`${base}/unet.bpk`, update("unet")),
     fetchBytes(`${base}/classifier.bpk`, update("classifier")),
   ]);
   // Compiled once, off the main thread (the async API), and shared with every worker.
   const module = await WebAssembly.compile(wasmBytes);
-  return { module, files: { manifest: manifestText, unet, classifier } };
+  return { wasm: { module, glue: build.glue }, files: { manifest: manifestText, unet, classifier } };
 }

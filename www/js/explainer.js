@@ -247,7 +247,7 @@ async function boot() {
     fetchBytes("digits.json", () => {}).then((b) => new TextDecoder().decode(b)),
   ]);
   const onFatal = (message) => fail(`${message}. Reload the page to start again.`);
-  lead = new WorkerClient(WORKER, assets.module, onFatal);
+  lead = new WorkerClient(WORKER, assets.wasm, onFatal);
   lead.attachCanvases(Object.fromEntries(CANVASES.map((id) => [id, $(id)])));
   // The URL is read in Rust (crate::controls::ExplainerQuery), by the sampling page's rules.
   info = await lead.request({ type: "init", query: [...params], files: assets.files, digits });
@@ -255,7 +255,7 @@ async function boot() {
   sweepers = [lead];
   if (info.backend.kind === "cpu") {
     const wanted = query.workers ?? Math.max(1, Math.min(navigator.hardwareConcurrency || 1, info.limits.default_workers_cap));
-    const helpers = Array.from({ length: wanted - 1 }, () => new WorkerClient(WORKER, assets.module, onFatal));
+    const helpers = Array.from({ length: wanted - 1 }, () => new WorkerClient(WORKER, assets.wasm, onFatal));
     const settled = await Promise.allSettled(helpers.map((h) => h.request({ type: "init", query: [["backend", "cpu"]], files: assets.files, digits })));
     settled.forEach((r, k) => { if (r.status === "fulfilled") sweepers.push(helpers[k]); else helpers[k].terminate(); });
   }
@@ -277,12 +277,12 @@ async function boot() {
   registerServiceWorker();
   setupPad();
   $("digit").addEventListener("change", async () => { try { await selectDigit(); refreshAll(); } catch (e) { fail(e); } });
-  const training = setupTraining({ module: assets.module, webgpu: info.backend.kind === "webgpu", t, seed, fmt, setMath, fail, results });
+  const training = setupTraining({ wasm: assets.wasm, webgpu: info.backend.kind === "webgpu", t, seed, fmt, setMath, fail, results });
   $("t").addEventListener("input", () => { $("t-value").textContent = `t = ${t()}`; views(updateAll); training.then((s) => s.refresh()); });
   $("seed").addEventListener("change", () => views(updateAll));
   $("elbo-redraw").addEventListener("click", () => { elboGeneration += 1; elboQueue(() => runElbo(true)); });
   refreshAll();
-  setupComparison({ module: assets.module, files: assets.files, backend: query.backend, lead, limits: info.limits, seed, fmt, fail, results })
+  setupComparison({ wasm: assets.wasm, files: assets.files, backend: query.backend, lead, limits: info.limits, seed, fmt, fail, results })
     .then((c) => { window.explainer.compare = c; }).catch(fail);
   const section = await training;
   await firstSweep;

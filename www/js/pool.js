@@ -6,10 +6,10 @@ export class WorkerFailure extends Error {
 }
 
 export class WorkerClient {
-  // `module` is the compiled wasm; every worker instantiates its own copy of it.
-  constructor(script, module, onFatal) {
+  // `wasm` is the compiled module and its glue (download.js); every worker instantiates its own copy.
+  constructor(script, wasm, onFatal) {
     this.worker = new Worker(script, { type: "module" });
-    this.worker.postMessage({ module });
+    this.worker.postMessage({ wasm });
     this.pending = new Map();
     this.nextId = 1;
     this.onFatal = onFatal;

@@ -1,12 +1,5 @@
 // The sampling page's worker: loads its own instance of the wasm module and answers the page's
 // requests one at a time with Rust's SamplerWorker. All model work happens here.
-import { BUILD } from "./build.js";
 import { serveRequests } from "./worker-host.js";
 
-// The wasm-bindgen glue's name changes with each deploy build, so it is imported by name once
-// the page has sent the compiled module.
-serveRequests(async (module) => {
-  const glue = await import(new URL(BUILD.glue, import.meta.url).href);
-  await glue.default({ module_or_path: module });
-  return new glue.SamplerWorker();
-});
+serveRequests((glue) => new glue.SamplerWorker());

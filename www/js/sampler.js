@@ -96,13 +96,13 @@ function backendLine(info, workers) {
 async function startPool(query) {
   const mine = generation;
   const onFatal = (message) => { if (mine === generation) recover(message); };
-  const first = new WorkerClient(WORKER, assets.module, onFatal);
+  const first = new WorkerClient(WORKER, assets.wasm, onFatal);
   const ready = await first.request({ type: "init", query, files: assets.files }).catch((e) => { first.terminate(); throw e; });
   const clients = [first];
   if (ready.backend.kind === "cpu") {
     const cores = navigator.hardwareConcurrency || 1;
     const wanted = ready.page.options.workers ?? Math.max(1, Math.min(cores, ready.limits.default_workers_cap));
-    const helpers = Array.from({ length: wanted - 1 }, () => new WorkerClient(WORKER, assets.module, onFatal));
+    const helpers = Array.from({ length: wanted - 1 }, () => new WorkerClient(WORKER, assets.wasm, onFatal));
     const helperQuery = [["backend", "cpu"]];
     const results = await Promise.allSettled(helpers.map((h) => h.request({ type: "init", query: helperQuery, files: assets.files })));
     results.forEach((r, k) => { if (r.status === "fulfilled") clients.push(helpers[k]); else helpers[k].terminate(); });

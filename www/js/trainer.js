@@ -12,11 +12,11 @@ const $ = (id) => document.getElementById(id);
 
 // The 2-D model trains on the CPU unless the reader picks WebGPU (`webgpu`: the page computes
 // there): a step is some 200 tiny kernels, whose launch cost outweighs their work on a GPU.
-export async function setupTraining({ module, webgpu, t, seed, fmt, setMath, fail, results }) {
+export async function setupTraining({ wasm, webgpu, t, seed, fmt, setMath, fail, results }) {
   const section = $("train");
   const state = (value) => { section.dataset.state = value; section.dataset.ready = value === "ready" ? "1" : "0"; };
   const onFatal = (message) => { fail(`${message}. Reload the page to start again.`); state("error"); };
-  const client = new WorkerClient(WORKER, module, onFatal);
+  const client = new WorkerClient(WORKER, wasm, onFatal);
   client.attachCanvases(Object.fromEntries(CANVASES.map((id) => [id, $(id)])));
   let info = await client.request({ type: "init", backend: "cpu" });
   const [minPoints, maxPoints] = info.drawn_points;

@@ -1,7 +1,7 @@
 // What every worker script shares: it instantiates the wasm module the page compiled, answers
 // requests in order, watches its WebGPU devices for loss, and reports a trap (a Rust panic) so
 // the page can replace it.
-// Envelope: page -> worker {module} (first) | {canvases} | {id, request} | {control: "lose_device"};
+// Envelope: page -> worker {wasm} (first) | {canvases} | {id, request} | {control: "lose_device"};
 //           worker -> page {id, reply} | {id, trap} | {lost}.
 
 const devices = [];
@@ -47,14 +47,20 @@ if (self.GPUAdapter) {
   };
 }
 
-// `start(module)` instantiates the wasm module and resolves with the request handler.
-export function serveRequests(start) {
+// Instantiates the wasm module the page sent ({module, glue}: the compiled module and the URL of
+// its wasm-bindgen glue, which differs between the two builds and changes with each deploy), then
+// serves requests with the handler `create(glue)` returns.
+export function serveRequests(create) {
   let provide;
-  const ready = new Promise((resolve) => { provide = resolve; }).then(start);
+  const ready = new Promise((resolve) => { provide = resolve; }).then(async (wasm) => {
+    const glue = await import(new URL(wasm.glue, import.meta.url).href);
+    await glue.default({ module_or_path: wasm.module });
+    return create(glue);
+  });
   let queue = Promise.resolve();
   self.onmessage = (event) => {
-    const { id, request, control, module, canvases } = event.data;
-    if (module) { provide(module); return; }
+    const { id, request, control, wasm, canvases } = event.data;
+    if (wasm) { provide(wasm); return; }
     // OffscreenCanvases the page transferred: the handler draws into them.
     if (canvases) { queue = queue.then(async () => (await ready).attach(canvases)); return; }
     // Simulates a driver reset, to test the page's recovery.
