@@ -41,9 +41,10 @@ async function webgpuAdapterOffered() {
 // reporting "what, bytes, of" as they come. Resolves with `wasm` ({module, glue}: the compiled
 // module and its glue, what a worker instantiates) and the files every worker needs.
 export async function loadAssets(report) {
-  const build = (await webgpuAdapterOffered()) ? BUILD.webgpu : BUILD.cpu;
   const base = BUILD.weights;
-  const manifestText = new TextDecoder().decode(await fetchBytes(`${base}/manifest.json`, () => {}));
+  const [offered, manifestBytes] = await Promise.all([webgpuAdapterOffered(), fetchBytes(`${base}/manifest.json`, () => {})]);
+  const build = offered ? BUILD.webgpu : BUILD.cpu;
+  const manifestText = new TextDecoder().decode(manifestBytes);
   let manifest;
   try { manifest = JSON.parse(manifestText); } catch (e) { throw new Error(`manifest.json is malformed: ${e.message}`); }
   const size = (name) => (manifest.files || []).find((f) => f.name === name)?.bytes || 0;

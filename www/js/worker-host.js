@@ -22,12 +22,11 @@ if (self.GPUComputePassEncoder) {
   for (const method of ["dispatchWorkgroups", "dispatchWorkgroupsIndirect"]) {
     const original = GPUComputePassEncoder.prototype[method];
     GPUComputePassEncoder.prototype[method] = function (...args) {
+      gpuCalls.dispatches++;
       gpuCalls.kernels[this.kernel] = (gpuCalls.kernels[this.kernel] ?? 0) + 1;
       return original.apply(this, args);
     };
   }
-  wrap(GPUComputePassEncoder.prototype, "dispatchWorkgroups", "dispatches");
-  wrap(GPUComputePassEncoder.prototype, "dispatchWorkgroupsIndirect", "dispatches");
   wrap(GPUQueue.prototype, "submit", "submits");
   wrap(GPUBuffer.prototype, "mapAsync", "reads");
   wrap(GPUQueue.prototype, "writeBuffer", "writes");
