@@ -3,9 +3,12 @@
 //!   cargo run --release --bin train -- [--run DIR] [--steps N] [--device flex|cuda]
 //!                                      [--bench STEPS] [--channels A,B,C] [--batch N]
 //!                                      [--init WEIGHTS.bpk] [--label-dropout P] [--lr X] [--warmup N]
+//!                                      [--seed N]
 //!
 //! `--init` fine-tunes from existing weights (e.g. the shipped ones with a higher
 //! `--label-dropout`, to train the null class that unconditional sampling and guidance use).
+//! `--seed` gives a fine-tune its own batches, timesteps and noise: under the seed of the run
+//! it starts from, its step k would draw exactly what that run's step k drew.
 //! Checkpoints (online weights, EMA weights, Adam state, step) go to the run directory every
 //! `checkpoint_every` steps with a loss CSV and a PNG grid of samples; re-running the same
 //! command resumes from there. `--bench K` times K steps and exits without writing anything.
@@ -31,10 +34,11 @@ struct Args {
     label_dropout: Option<f64>,
     lr: Option<f64>,
     warmup: Option<usize>,
+    seed: Option<u64>,
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut args = Args { run: PathBuf::from(".cache/runs/main"), steps: None, device: "flex".into(), bench: None, channels: None, batch: None, init: None, label_dropout: None, lr: None, warmup: None };
+    let mut args = Args { run: PathBuf::from(".cache/runs/main"), steps: None, device: "flex".into(), bench: None, channels: None, batch: None, init: None, label_dropout: None, lr: None, warmup: None, seed: None };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -53,13 +57,14 @@ fn parse_args() -> Result<Args, String> {
             }),
             "--lr" => args.lr = Some(real(value()?)?),
             "--warmup" => args.warmup = Some(number(value()?)?),
+            "--seed" => args.seed = Some(number(value()?)? as u64),
             "--channels" => {
                 let v = value()?;
                 let parts: Vec<usize> = v.split(',').map(|p| p.trim().parse().map_err(|_| format!("--channels: bad list '{v}'"))).collect::<Result<_, _>>()?;
                 args.channels = Some(parts.try_into().map_err(|_| "--channels takes three numbers".to_string())?);
             }
             "-h" | "--help" => {
-                println!("usage: train [--run DIR] [--steps N] [--device flex|cuda] [--bench STEPS] [--channels A,B,C] [--batch N] [--init WEIGHTS.bpk] [--label-dropout P] [--lr X] [--warmup N]");
+                println!("usage: train [--run DIR] [--steps N] [--device flex|cuda] [--bench STEPS] [--channels A,B,C] [--batch N] [--init WEIGHTS.bpk] [--label-dropout P] [--lr X] [--warmup N] [--seed N]");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other} (try --help)")),
@@ -107,6 +112,9 @@ fn run() -> Result<(), String> {
     }
     if let Some(w) = args.warmup {
         cfg.train.warmup_steps = w;
+    }
+    if let Some(seed) = args.seed {
+        cfg.seed = seed;
     }
     if let Some(file) = &args.init {
         let bytes = std::fs::read(file).map_err(|e| format!("{file}: {e}"))?;
