@@ -62,7 +62,9 @@ impl Default for DdpmConfig {
                 checkpoint_every: 250,
                 init: None,
             },
-            guidance: 2.0,
+            // The evaluation's choice for the shipped weights (README, "The default guidance weight");
+            // `export` writes it into the manifest, which the page reads.
+            guidance: 0.5,
         }
     }
 }

@@ -52,7 +52,7 @@ fn export_digits() -> Result<(), String> {
 }
 
 /// The command that reproduces a run with `cfg`: the train command with the flags for whatever
-/// it sets away from the defaults (steps, channels, batch).
+/// it sets away from the defaults.
 fn train_command(cfg: &DdpmConfig) -> String {
     let default = DdpmConfig::default();
     let mut flags = Vec::new();
@@ -76,6 +76,9 @@ fn train_command(cfg: &DdpmConfig) -> String {
     }
     if cfg.train.warmup_steps != default.train.warmup_steps {
         flags.push(format!("--warmup {}", cfg.train.warmup_steps));
+    }
+    if cfg.seed != default.seed {
+        flags.push(format!("--seed {}", cfg.seed));
     }
     let base = "cargo run --release --bin train";
     if flags.is_empty() { base.into() } else { format!("{base} -- {}", flags.join(" ")) }
