@@ -27,10 +27,31 @@ pub struct Manifest {
     pub files: Vec<FileEntry>,
     pub config: DdpmConfig,
     pub parameters: usize,
-    /// Training progress and cost.
-    pub training: serde_json::Value,
+    pub training: TrainingRecord,
     /// Every measured metric with the command that measured it.
     pub metrics: serde_json::Value,
+}
+
+/// How a set of weights was trained: the command that reproduces the run, its progress and cost,
+/// and for a fine-tune (`config.train.init`) the weights it started from, with their own record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingRecord {
+    pub command: String,
+    pub steps_done: usize,
+    pub steps_planned: usize,
+    pub seconds: f64,
+    pub images_seen: usize,
+    pub machine: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_from: Option<Box<StartingWeights>>,
+}
+
+/// The weights a fine-tune started from: their hash and, when the exporter had their manifest,
+/// how they were trained (so a chain of fine-tunes reads back to its first run).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StartingWeights {
+    pub sha256: String,
+    pub training: Option<TrainingRecord>,
 }
 
 impl Manifest {

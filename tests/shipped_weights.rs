@@ -24,6 +24,27 @@ fn shipped_files_match_the_manifest_and_decode() {
     }
 }
 
+/// The training record reads back, run by run, to a first run from scratch; each fine-tune names
+/// the SHA-256 of the weights it started from, and its command reproduces it with that start.
+#[test]
+fn the_training_record_chains_back_to_a_run_from_scratch() {
+    let (m, ..) = models();
+    let init = m.config.train.init.as_ref().map(|i| i.sha256.clone());
+    assert_eq!(m.training.started_from.as_ref().map(|s| s.sha256.clone()), init, "config.train.init and training.started_from disagree");
+    assert_eq!(m.training.steps_done, m.training.steps_planned, "shipped weights come from a finished run");
+    assert_eq!(m.training.images_seen, m.training.steps_done * m.config.train.batch_size);
+    let mut stage = &m.training;
+    let mut runs = 1;
+    while let Some(start) = &stage.started_from {
+        assert!(stage.command.contains("--init "), "a fine-tune's command names its start: {}", stage.command);
+        assert_eq!(start.sha256.len(), 64);
+        stage = start.training.as_ref().expect("every starting weights' training is recorded");
+        runs += 1;
+    }
+    assert!(!stage.command.contains("--init"), "the first run starts from scratch: {}", stage.command);
+    assert!(runs <= 8, "{runs} runs");
+}
+
 #[test]
 fn small_evaluation_catches_regressions() {
     let (m, unet, classifier) = models();

@@ -1,12 +1,16 @@
 //! Export a training run's EMA weights to `weights/` with `manifest.json`.
 //!
-//!   cargo run --release --bin export -- [--run DIR] [--out weights]
+//!   cargo run --release --bin export -- [--run DIR] [--out weights] [--from DIR]
 //!   cargo run --release --bin export -- --digits     (writes www/digits.json: the first
 //!                                                     held-out digit of each label, for the explainer)
 //!
 //! Stores the U-Net in half precision when that reproduces the f32 network's output to 1e-3
 //! (checked here on a seeded batch), else in f32. Metrics already in the manifest are kept while
 //! the U-Net is unchanged; new U-Net weights keep only the classifier's accuracy.
+//!
+//! A fine-tune's manifest nests the training record of the weights it started from, read from the
+//! manifest in `--from` (default: the one in `--out`, which a fine-tune usually overwrites) when
+//! that manifest describes the starting file's SHA-256.
 
 use std::path::{Path, PathBuf};
 
@@ -19,7 +23,9 @@ use ddpm_web::explain::{EXAMPLE_DIGITS_FILE, ExampleDigit};
 use ddpm_web::model::UNet;
 use ddpm_web::noise::NoiseSource;
 use ddpm_web::train::TrainState;
-use ddpm_web::weights::{CLASSIFIER_METRIC, FileEntry, MANIFEST, Manifest, UNET_FILE, encode_module, load_module, sha256_hex};
+use ddpm_web::weights::{
+    CLASSIFIER_METRIC, FileEntry, MANIFEST, Manifest, StartingWeights, TrainingRecord, UNET_FILE, encode_module, load_module, sha256_hex,
+};
 
 fn main() {
     if let Err(e) = run() {
@@ -51,11 +57,16 @@ fn export_digits() -> Result<(), String> {
     Ok(())
 }
 
-/// The command that reproduces a run with `cfg`: the train command with the flags for whatever
-/// it sets away from the defaults.
-fn train_command(cfg: &DdpmConfig) -> String {
+const DEFAULT_RUN: &str = ".cache/runs/main";
+
+/// The command that reproduces a run with `cfg` in `run_dir`: the train command with the flags for
+/// whatever it sets away from the defaults.
+fn train_command(cfg: &DdpmConfig, run_dir: &Path) -> String {
     let default = DdpmConfig::default();
     let mut flags = Vec::new();
+    if run_dir != Path::new(DEFAULT_RUN) {
+        flags.push(format!("--run {}", run_dir.display()));
+    }
     if cfg.train.steps != default.train.steps {
         flags.push(format!("--steps {}", cfg.train.steps));
     }
@@ -84,14 +95,20 @@ fn train_command(cfg: &DdpmConfig) -> String {
     if flags.is_empty() { base.into() } else { format!("{base} -- {}", flags.join(" ")) }
 }
 
+fn read_manifest(path: &Path) -> Option<Manifest> {
+    std::fs::read_to_string(path).ok().and_then(|s| Manifest::parse(&s).ok())
+}
+
 fn run() -> Result<(), String> {
-    let mut run_dir = PathBuf::from(".cache/runs/main");
+    let mut run_dir = PathBuf::from(DEFAULT_RUN);
     let mut out = PathBuf::from("weights");
+    let mut from = None;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         match flag.as_str() {
             "--run" => run_dir = args.next().ok_or("--run needs a value")?.into(),
             "--out" => out = args.next().ok_or("--out needs a value")?.into(),
+            "--from" => from = Some(PathBuf::from(args.next().ok_or("--from needs a value")?)),
             "--digits" => return export_digits(),
             other => return Err(format!("unknown argument {other}")),
         }
@@ -100,7 +117,9 @@ fn run() -> Result<(), String> {
         &std::fs::read_to_string(run_dir.join("state.json")).map_err(|e| format!("{}: {e} (no checkpoint yet?)", run_dir.display()))?,
     )
     .map_err(|e| e.to_string())?;
-    let cfg = state.config.clone();
+    // Guidance is a sampling choice, not part of training: the page's evaluated default, not
+    // whatever default the run was started under.
+    let cfg = DdpmConfig { guidance: DdpmConfig::default().guidance, ..state.config.clone() };
     let device = Device::flex();
     let bytes = std::fs::read(run_dir.join("ema.bpk")).map_err(|e| e.to_string())?;
     let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes)).map_err(|e| e.to_string())?;
@@ -115,7 +134,27 @@ fn run() -> Result<(), String> {
     std::fs::create_dir_all(&out).map_err(|e| e.to_string())?;
     std::fs::write(out.join(UNET_FILE), &bytes).map_err(|e| e.to_string())?;
     let manifest_path = out.join(MANIFEST);
-    let old = std::fs::read_to_string(&manifest_path).ok().and_then(|s| Manifest::parse(&s).ok());
+    let old = read_manifest(&manifest_path);
+    let started_from = match &cfg.train.init {
+        None => None,
+        Some(init) => {
+            let describes_start = |m: &Manifest| m.file(UNET_FILE).is_ok_and(|f| f.sha256 == init.sha256);
+            let parent = read_manifest(&from.as_deref().unwrap_or(&out).join(MANIFEST))
+                .filter(describes_start)
+                .map(|m| m.training)
+                // Exporting the same run again keeps the record it already wrote.
+                .or_else(|| {
+                    old.as_ref()
+                        .and_then(|m| m.training.started_from.as_ref())
+                        .filter(|s| s.sha256 == init.sha256)
+                        .and_then(|s| s.training.clone())
+                });
+            if parent.is_none() {
+                println!("no manifest in --from/--out describes the starting weights {}: their training is not recorded", init.file);
+            }
+            Some(Box::new(StartingWeights { sha256: init.sha256.clone(), training: parent }))
+        }
+    };
     let mut files: Vec<FileEntry> = old.as_ref().map(|m| m.files.clone()).unwrap_or_default();
     let sha256 = sha256_hex(&bytes);
     let same_unet = files.iter().any(|f| f.name == UNET_FILE && f.sha256 == sha256);
@@ -137,14 +176,15 @@ fn run() -> Result<(), String> {
     let manifest = Manifest {
         files,
         parameters: ema.num_params(),
-        training: serde_json::json!({
-            "steps_done": state.step,
-            "steps_planned": cfg.train.steps,
-            "seconds": state.seconds.round(),
-            "images_seen": state.step * cfg.train.batch_size,
-            "machine": "2-core x86-64 CPU, Burn flex backend (simd, rayon)",
-            "command": train_command(&cfg),
-        }),
+        training: TrainingRecord {
+            command: train_command(&cfg, &run_dir),
+            steps_done: state.step,
+            steps_planned: cfg.train.steps,
+            seconds: state.seconds.round(),
+            images_seen: state.step * cfg.train.batch_size,
+            machine: "2-core x86-64 CPU, Burn flex backend (simd, rayon)".into(),
+            started_from,
+        },
         metrics,
         config: cfg,
     };
