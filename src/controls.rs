@@ -5,9 +5,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::DdpmConfig;
 use crate::protocol::BackendPreference;
 use crate::sampling::{ClassChoice, Method, SampleSettings};
-use crate::schedule::VarianceKind;
 
 /// Longest echo of a reader's value in a message: a hostile URL cannot flood the page.
 pub const ECHO_CHARS: usize = 40;
@@ -291,13 +291,23 @@ impl Controls {
     }
 
     /// The sampler settings for cells `first_cell .. first_cell + count` of this run.
-    pub fn settings(&self, variance: VarianceKind, first_cell: usize, count: usize) -> SampleSettings {
+    /// The model's `config` supplies the DDPM variance and where guidance applies.
+    pub fn settings(&self, config: &DdpmConfig, first_cell: usize, count: usize) -> SampleSettings {
         let method = match self.sampler {
-            SamplerKind::Ddpm => Method::Ddpm { variance },
+            SamplerKind::Ddpm => Method::Ddpm { variance: config.variance },
             SamplerKind::Ddim => Method::Ddim { steps: self.steps, eta: self.eta },
             SamplerKind::DpmSolver2M => Method::DpmSolver2M { steps: self.steps },
         };
-        SampleSettings { class: self.class, guidance: self.guidance, method, seed: self.seed, count, first_cell, clip_x0: true }
+        SampleSettings {
+            class: self.class,
+            guidance: self.guidance,
+            guidance_interval: config.guidance_interval,
+            method,
+            seed: self.seed,
+            count,
+            first_cell,
+            clip_x0: true,
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use crate::data::Digit;
 use crate::elbo::{TermBatch, bits_per_dim, prior_kl};
 use crate::model::{IMAGE_SIZE, NULL_CLASS, PIXELS, UNet};
 use crate::noise::NoiseSource;
-use crate::sampling::{ClassChoice, Method, SampleSettings, Sampler};
+use crate::sampling::{ClassChoice, GuidanceInterval, Method, SampleSettings, Sampler};
 use crate::schedule::VarianceKind;
 
 /// Caches finished chunks as JSON files under one directory (keyed by the weights' checksum).
@@ -122,11 +122,12 @@ pub fn conditional_accuracy(
         let mut done = 0usize;
         while done < per_digit {
             let count = batch.min(per_digit - done);
-            let key = format!("acc-cells-{tag}-w{}-d{digit}-o{done}-n{count}", cfg.guidance);
+            let key = format!("acc-cells-{tag}-{}-d{digit}-o{done}-n{count}", guidance_tag(cfg.guidance, cfg.guidance_interval));
             let chunk_hits: usize = cache.get_or(&key, || {
                 let settings = SampleSettings {
                     class: ClassChoice::Digit(digit),
                     guidance: cfg.guidance,
+                    guidance_interval: cfg.guidance_interval,
                     method,
                     seed: 1_000_000 + 1000 * digit as u64,
                     count,
@@ -143,6 +144,14 @@ pub fn conditional_accuracy(
         per_class.push(hits as f64 / per_digit as f64);
     }
     (per_class.iter().sum::<f64>() / 10.0, per_class)
+}
+
+/// A cache key's part for guidance weight `w` applied in `interval`.
+pub fn guidance_tag(w: f64, interval: Option<GuidanceInterval>) -> String {
+    match interval {
+        Some(i) => format!("w{w}-t{}to{}", i.first, i.last),
+        None => format!("w{w}"),
+    }
 }
 
 pub fn method_tag(method: Method) -> String {
@@ -166,7 +175,7 @@ pub fn unconditional_samples(
 ) -> Vec<f32> {
     let tag = method_tag(method);
     cached_samples(&format!("uncond-cells-{tag}"), count, batch, cache, &mut progress, |done, n| {
-        let settings = SampleSettings { class: ClassChoice::Unconditional, guidance: 0.0, method, seed: 2_000_000, count: n, first_cell: done, clip_x0: true };
+        let settings = SampleSettings { class: ClassChoice::Unconditional, guidance: 0.0, guidance_interval: None, method, seed: 2_000_000, count: n, first_cell: done, clip_x0: true };
         generate(model, cfg, settings, device)
     })
 }
@@ -189,7 +198,7 @@ pub fn class_marginal_samples(
         .flat_map(|digit| {
             cached_samples(&format!("marginal-cells-{tag}-d{digit}"), count / 10, batch, cache, &mut progress, |done, n| {
                 let seed = 5_000_000 + 1000 * digit as u64;
-                let settings = SampleSettings { class: ClassChoice::Digit(digit), guidance: 0.0, method, seed, count: n, first_cell: done, clip_x0: true };
+                let settings = SampleSettings { class: ClassChoice::Digit(digit), guidance: 0.0, guidance_interval: None, method, seed, count: n, first_cell: done, clip_x0: true };
                 generate(model, cfg, settings, device)
             })
         })
@@ -197,7 +206,8 @@ pub fn class_marginal_samples(
 }
 
 /// `count` samples of the page's default run: any digit (a label per image from its own stream),
-/// guided with weight `guidance`. Also returns the label each image was drawn for.
+/// guided with weight `guidance` where `cfg` applies guidance. Also returns the label each image
+/// was drawn for.
 pub fn default_mode_samples(
     model: &UNet,
     cfg: &DdpmConfig,
@@ -213,13 +223,15 @@ pub fn default_mode_samples(
     let settings = |done: usize, n: usize| SampleSettings {
         class: ClassChoice::AnyDigit,
         guidance,
+        guidance_interval: cfg.guidance_interval,
         method,
         seed: 3_000_000,
         count: n,
         first_cell: done,
         clip_x0: true,
     };
-    let values = cached_samples(&format!("any-w{guidance}-{tag}"), count, batch, cache, &mut progress, |done, n| {
+    let key = format!("any-{}-{tag}", guidance_tag(guidance, cfg.guidance_interval));
+    let values = cached_samples(&key, count, batch, cache, &mut progress, |done, n| {
         generate(model, cfg, settings(done, n), device)
     });
     // The labels come from the streams alone (no model call), so they are recomputed, not cached.

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
 use crate::controls::{Controls, Limits, View};
+use crate::sampling::GuidanceInterval;
 
 /// Which backend the reader asked for (`?backend=`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,7 +121,15 @@ pub enum SamplerRequest {
     /// Validate name/value pairs (the form's fields) against the limits.
     Parse { pairs: Vec<(String, String)> },
     /// Start drawing cells `first_cell .. first_cell + count` of a run with these controls.
-    Begin { controls: Controls, first_cell: usize, count: usize },
+    /// `guide_every_step` (the benchmark's runs) guides outside the model's guidance interval
+    /// too, so every step costs what the native benchmark's step does.
+    Begin {
+        controls: Controls,
+        first_cell: usize,
+        count: usize,
+        #[serde(default)]
+        guide_every_step: bool,
+    },
     /// One reverse step; `draw` reads back and returns the frame shown with `view`.
     Step { draw: bool, view: View },
     /// Forget the run (its drawn frames stay).
@@ -159,7 +168,9 @@ pub struct FramePart {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum SamplerReply {
-    Ready { backend: BackendInfo, limits: Limits, timesteps: usize, page: ParsedQuery },
+    /// The worker is ready: its backend, the controls' rules, the model's T and where its
+    /// guidance applies, and the page's URL as read.
+    Ready { backend: BackendInfo, limits: Limits, timesteps: usize, guidance_interval: Option<GuidanceInterval>, page: ParsedQuery },
     Parsed { parsed: ParsedQuery },
     /// The run began: its steps, the canvas size, and the label each of these cells is drawn for
     /// (`None` for the null class).

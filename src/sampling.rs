@@ -24,11 +24,30 @@ pub enum ClassChoice {
     Unconditional,
 }
 
+/// The steps at which classifier-free guidance applies, as the paper's t (inclusive). Guidance
+/// at high noise narrows the spread of styles and at low noise barely changes the image
+/// (Kynkäänniemi et al. 2024, "Applying guidance in a limited interval"); outside the interval a
+/// guided run takes the conditional prediction alone, one network pass instead of two.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuidanceInterval {
+    pub first: usize,
+    pub last: usize,
+}
+
+impl GuidanceInterval {
+    pub fn contains(&self, t: usize) -> bool {
+        (self.first..=self.last).contains(&t)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SampleSettings {
     pub class: ClassChoice,
     /// Classifier-free guidance weight w; not used for [`ClassChoice::Unconditional`].
     pub guidance: f64,
+    /// Where guidance applies; `None`: at every step.
+    #[serde(default)]
+    pub guidance_interval: Option<GuidanceInterval>,
     pub method: Method,
     pub seed: u64,
     /// Number of images drawn at once.
@@ -42,9 +61,14 @@ pub struct SampleSettings {
 }
 
 impl SampleSettings {
-    /// Whether a step runs the guided (conditional + unconditional) pair of passes.
+    /// Whether any step runs the guided (conditional + unconditional) pair of passes.
     pub fn guided(&self) -> bool {
         self.class != ClassChoice::Unconditional && self.guidance != 0.0
+    }
+
+    /// Whether the step at the paper's t is guided.
+    pub fn guides_at(&self, t: usize) -> bool {
+        self.guided() && self.guidance_interval.is_none_or(|interval| interval.contains(t))
     }
 }
 
@@ -128,12 +152,11 @@ impl Sampler {
         self.x.clone()
     }
 
-    /// The guided noise prediction at index `i` for the current state: one model call with the
-    /// conditional and unconditional halves in one batch.
+    /// The noise prediction for the current state: at a guided step one model call with the
+    /// conditional and unconditional halves in one batch, else the conditional half alone.
     fn predict_eps(&mut self, model: &UNet) -> Tensor<4> {
         let n = self.settings.count;
-        let guided = self.settings.guided();
-        let batch = if guided { 2 * n } else { n };
+        let batch = if self.settings.guided() { 2 * n } else { n };
         let (times, classes) = self.conditioning.get_or_insert_with(|| {
             let visited: Vec<f32> = self.solver.timesteps().iter().map(|&i| (i + 1) as f32).collect();
             let t = Tensor::<1>::from_data(TensorData::new(visited.clone(), [visited.len()]), &self.x.device());
@@ -141,16 +164,14 @@ impl Sampler {
         });
         let k = self.solver.steps_done();
         // One row of the run's time embeddings, broadcast over the batch.
-        let emb = times.clone().narrow(0, k, 1) + classes.clone();
-        let input = if guided { Tensor::cat(vec![self.x.clone(), self.x.clone()], 0) } else { self.x.clone() };
-        let eps = model.forward_conditioned(input, emb);
-        if guided {
-            let cond = eps.clone().narrow(0, 0, n);
-            let uncond = eps.narrow(0, n, n);
-            guided_eps(cond, uncond, self.settings.guidance)
-        } else {
-            eps
+        let time = times.clone().narrow(0, k, 1);
+        if !self.settings.guides_at(self.solver.timesteps()[k] + 1) {
+            return model.forward_conditioned(self.x.clone(), time + classes.clone().narrow(0, 0, n));
         }
+        let eps = model.forward_conditioned(Tensor::cat(vec![self.x.clone(), self.x.clone()], 0), time + classes.clone());
+        let cond = eps.clone().narrow(0, 0, n);
+        let uncond = eps.narrow(0, n, n);
+        guided_eps(cond, uncond, self.settings.guidance)
     }
 
     /// Takes one reverse step; `None` once finished.

@@ -252,6 +252,7 @@ pub fn write_sample_grid(cfg: &DdpmConfig, model: &UNet, rows: usize, path: &Pat
         let settings = SampleSettings {
             class: ClassChoice::Digit(digit),
             guidance: cfg.guidance,
+            guidance_interval: cfg.guidance_interval,
             method: Method::Ddim { steps: 25, eta: 0.0 },
             seed: cfg.seed + digit as u64,
             count: rows,

@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::DdpmConfig;
 use crate::model::UNet;
+use crate::sampling::GuidanceInterval;
 
 pub const MANIFEST: &str = "manifest.json";
 pub const UNET_FILE: &str = "unet.bpk";
@@ -83,6 +84,9 @@ pub struct StepsRow {
 pub struct StepsTable {
     pub command: String,
     pub guidance: f64,
+    /// Where that guidance applied; `None`: every step.
+    #[serde(default)]
+    pub guidance_interval: Option<GuidanceInterval>,
     pub sample_count: usize,
     pub real_vs_real_same_count: f64,
     pub rows: Vec<StepsRow>,

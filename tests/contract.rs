@@ -4,7 +4,8 @@
 
 use ddpm_web::controls::{Controls, ECHO_CHARS, Limits, SamplerKind, View, echo};
 use ddpm_web::protocol::{BackendInfo, BackendKind, BackendPreference, ParsedQuery, SamplerReply, SamplerRequest};
-use ddpm_web::sampling::{ClassChoice, Method};
+use ddpm_web::config::DdpmConfig;
+use ddpm_web::sampling::{ClassChoice, GuidanceInterval, Method};
 use ddpm_web::schedule::VarianceKind;
 
 fn pairs(query: &str) -> Vec<(String, String)> {
@@ -23,9 +24,15 @@ fn defaults_are_any_digit_guided_ddim_50() {
     let c = Controls::defaults(&limits());
     assert_eq!(c.class, ClassChoice::AnyDigit);
     assert_eq!((c.guidance, c.sampler, c.steps, c.eta, c.seed, c.grid, c.every, c.view), (2.0, SamplerKind::Ddim, 50, 0.0, 1, 4, 1, View::State));
-    let s = c.settings(VarianceKind::Beta, 0, 4);
+    let s = c.settings(&DdpmConfig::default(), 0, 4);
     assert!(s.guided());
     assert_eq!(s.method, Method::Ddim { steps: 50, eta: 0.0 });
+    // Where guidance applies comes from the model's config, with its variance.
+    let config = DdpmConfig { guidance_interval: Some(GuidanceInterval { first: 5, last: 9 }), variance: VarianceKind::BetaTilde, ..DdpmConfig::default() };
+    assert_eq!(c.settings(&config, 0, 4).guidance_interval, config.guidance_interval);
+    assert_eq!(c.settings(&DdpmConfig { guidance_interval: None, ..config.clone() }, 0, 4).guidance_interval, None);
+    let ddpm = Controls { sampler: SamplerKind::Ddpm, ..c };
+    assert_eq!(ddpm.settings(&config, 0, 4).method, Method::Ddpm { variance: VarianceKind::BetaTilde });
 }
 
 #[test]
@@ -34,14 +41,14 @@ fn url_values_within_limits_are_read_and_round_trip() {
     assert!(problems.is_empty(), "{problems:?}");
     assert_eq!(c.class, ClassChoice::Digit(7));
     assert_eq!((c.guidance, c.sampler, c.steps, c.eta, c.seed, c.grid, c.every, c.view), (3.5, SamplerKind::Ddpm, 20, 0.3, 42, 16, 5, View::PredictedX0));
-    assert_eq!(c.settings(VarianceKind::Beta, 0, 16).method, Method::Ddpm { variance: VarianceKind::Beta });
+    assert_eq!(c.settings(&DdpmConfig::default(), 0, 16).method, Method::Ddpm { variance: VarianceKind::Beta });
     let (back, problems) = Controls::parse(&c.to_pairs(), &limits());
     assert!(problems.is_empty());
     assert_eq!(back, c);
     assert!(c.check(&limits()).is_ok());
     let (none, _) = Controls::parse(&pairs("digit=none"), &limits());
     assert_eq!(none.class, ClassChoice::Unconditional);
-    assert!(!none.settings(VarianceKind::Beta, 0, 1).guided());
+    assert!(!none.settings(&DdpmConfig::default(), 0, 1).guided());
     // Links from before the sampler control: steps=0 meant DDPM.
     assert_eq!(Controls::parse(&pairs("steps=0"), &limits()).0.sampler, SamplerKind::Ddpm);
 }
@@ -112,11 +119,13 @@ fn page_options_come_from_the_same_limits() {
 #[test]
 fn messages_survive_serialisation() {
     let l = limits();
-    let request = SamplerRequest::Begin { controls: Controls::defaults(&l), first_cell: 2, count: 2 };
+    let request = SamplerRequest::Begin { controls: Controls::defaults(&l), first_cell: 2, count: 2, guide_every_step: true };
     let json = serde_json::to_string(&request).unwrap();
     assert!(json.contains(r#""type":"begin""#) && json.contains(r#""kind":"any_digit""#), "{json}");
     match serde_json::from_str::<SamplerRequest>(&json).unwrap() {
-        SamplerRequest::Begin { controls, first_cell, count } => assert_eq!((controls, first_cell, count), (Controls::defaults(&l), 2, 2)),
+        SamplerRequest::Begin { controls, first_cell, count, guide_every_step } => {
+            assert_eq!((controls, first_cell, count, guide_every_step), (Controls::defaults(&l), 2, 2, true))
+        }
         other => panic!("{other:?}"),
     }
     let digit = serde_json::to_string(&ClassChoice::Digit(7)).unwrap();
@@ -137,7 +146,7 @@ fn every_offered_sampler_parses_from_its_name_and_maps_to_its_method() {
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(c.sampler, choice.kind);
         assert_eq!(serde_json::to_value(choice.kind).unwrap(), choice.kind.name(), "the URL name is the serde name");
-        let method = c.settings(VarianceKind::Beta, 0, 1).method;
+        let method = c.settings(&DdpmConfig::default(), 0, 1).method;
         let expected = match choice.kind {
             SamplerKind::Ddpm => Method::Ddpm { variance: VarianceKind::Beta },
             SamplerKind::Ddim => Method::Ddim { steps: 20, eta: 0.5 },

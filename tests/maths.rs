@@ -3,6 +3,7 @@
 #![cfg(not(target_family = "wasm"))]
 
 use burn::tensor::{DType, Device, Tensor, TensorData};
+use ddpm_web::config::DdpmConfig;
 use ddpm_web::diffusion::*;
 use ddpm_web::elbo::*;
 use ddpm_web::noise::NoiseSource;
@@ -342,4 +343,22 @@ fn elbo_terms_with_an_oracle_denoiser_reduce_to_closed_forms() {
         })
         .sum();
     assert!((small[0] as f64 - want).abs() < 1e-3 * want, "L_0 {} vs {want}", small[0]);
+}
+
+/// The default guidance interval is Kynkäänniemi et al.'s (2024) sigma in (0.28, 5.42] on this
+/// schedule: each end is the t whose sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t) is nearest.
+#[test]
+fn the_default_guidance_interval_is_the_sigma_interval_of_kynkaanniemi_et_al() {
+    let cfg = DdpmConfig::default();
+    let schedule = cfg.schedule();
+    // sigma_t = 1 / sqrt(SNR_t) = exp(-lambda_t).
+    let sigma = |t: usize| (-schedule.half_log_snr(t - 1)).exp();
+    let nearest = |target: f64| (1..=cfg.timesteps).min_by(|&a, &b| (sigma(a) - target).abs().total_cmp(&(sigma(b) - target).abs())).unwrap();
+    let interval = cfg.guidance_interval.expect("the default guides in an interval");
+    assert_eq!((interval.first, interval.last), (nearest(0.28), nearest(5.42)));
+    // sigma_t from alpha_bar_t directly, at both ends.
+    let alpha_bar = |t: usize| (0..t).map(|i| 1.0 - (1e-4 + (0.02 - 1e-4) * i as f64 / 999.0)).product::<f64>();
+    for t in [interval.first, interval.last] {
+        assert!((sigma(t) - ((1.0 - alpha_bar(t)) / alpha_bar(t)).sqrt()).abs() < 1e-9 * sigma(t), "t = {t}");
+    }
 }

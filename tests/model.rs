@@ -6,7 +6,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 use ddpm_web::config::DdpmConfig;
 use ddpm_web::model::{NULL_CLASS, NUM_DIGITS, PIXELS, UNet, UNetConfig};
 use ddpm_web::noise::NoiseSource;
-use ddpm_web::sampling::{ClassChoice, Method, SampleSettings, Sampler};
+use ddpm_web::sampling::{ClassChoice, GuidanceInterval, Method, SampleSettings, Sampler};
 use ddpm_web::schedule::VarianceKind;
 use ddpm_web::weights::{FileEntry, encode_module, load_module, load_unet, sha256_hex};
 
@@ -137,7 +137,7 @@ fn corrupt_truncated_or_foreign_weights_give_clear_errors() {
 }
 
 fn settings(method: Method, class: ClassChoice, seed: u64) -> SampleSettings {
-    SampleSettings { class, guidance: 2.0, method, seed, count: 2, first_cell: 0, clip_x0: true }
+    SampleSettings { class, guidance: 2.0, guidance_interval: None, method, seed, count: 2, first_cell: 0, clip_x0: true }
 }
 
 #[test]
@@ -189,7 +189,7 @@ fn each_image_has_its_own_stream_whatever_the_split() {
     let schedule = cfg.schedule();
     let model = UNet::init_seeded(&cfg.model, 2, &dev());
     let run = |class: ClassChoice, first_cell: usize, count: usize| {
-        let s = SampleSettings { class, guidance: 2.0, method: Method::Ddim { steps: 3, eta: 1.0 }, seed: 5, count, first_cell, clip_x0: true };
+        let s = SampleSettings { class, guidance: 2.0, guidance_interval: None, method: Method::Ddim { steps: 3, eta: 1.0 }, seed: 5, count, first_cell, clip_x0: true };
         let mut sampler = Sampler::new(s, &schedule, &dev());
         let labels = sampler.labels().to_vec();
         while sampler.step(&model).is_some() {}
@@ -225,7 +225,7 @@ fn any_digit_draws_a_uniform_label_per_image_and_guides_towards_it() {
     let schedule = cfg.schedule();
     let method = Method::Ddim { steps: 2, eta: 0.0 };
     let n = 2000;
-    let s = SampleSettings { class: ClassChoice::AnyDigit, guidance: 2.0, method, seed: 3, count: n, first_cell: 0, clip_x0: true };
+    let s = SampleSettings { class: ClassChoice::AnyDigit, guidance: 2.0, guidance_interval: None, method, seed: 3, count: n, first_cell: 0, clip_x0: true };
     assert!(s.guided());
     let labels = Sampler::new(s, &schedule, &dev()).labels().to_vec();
     let mut counts = [0usize; NUM_DIGITS];
@@ -241,7 +241,7 @@ fn any_digit_draws_a_uniform_label_per_image_and_guides_towards_it() {
     // Cell k of "any" equals cell k with its drawn digit chosen (same stream, same guidance).
     let model = UNet::init_seeded(&cfg.model, 2, &dev());
     let sample = |class: ClassChoice, first_cell: usize| {
-        let s = SampleSettings { class, guidance: 2.0, method, seed: 3, count: 1, first_cell, clip_x0: true };
+        let s = SampleSettings { class, guidance: 2.0, guidance_interval: None, method, seed: 3, count: 1, first_cell, clip_x0: true };
         let mut sampler = Sampler::new(s, &schedule, &dev());
         while sampler.step(&model).is_some() {}
         read(sampler.current())
@@ -249,11 +249,57 @@ fn any_digit_draws_a_uniform_label_per_image_and_guides_towards_it() {
     for k in [0usize, 7] {
         assert_eq!(sample(ClassChoice::AnyDigit, k), sample(ClassChoice::Digit(labels[k]), k), "cell {k}");
     }
-    let null = SampleSettings { class: ClassChoice::Unconditional, guidance: 2.0, method, seed: 3, count: 4, first_cell: 0, clip_x0: true };
+    let null = SampleSettings { class: ClassChoice::Unconditional, guidance: 2.0, guidance_interval: None, method, seed: 3, count: 4, first_cell: 0, clip_x0: true };
     assert!(!null.guided());
     assert_eq!(Sampler::new(null, &schedule, &dev()).labels(), &[NULL_CLASS; 4]);
     // x_T does not depend on the class chosen.
-    let x_t = |class| read(Sampler::new(SampleSettings { class, guidance: 2.0, method, seed: 3, count: 3, first_cell: 0, clip_x0: true }, &schedule, &dev()).current());
+    let x_t = |class| read(Sampler::new(SampleSettings { class, guidance: 2.0, guidance_interval: None, method, seed: 3, count: 3, first_cell: 0, clip_x0: true }, &schedule, &dev()).current());
     assert_eq!(x_t(ClassChoice::AnyDigit), x_t(ClassChoice::Unconditional));
     assert_eq!(x_t(ClassChoice::AnyDigit), x_t(ClassChoice::Digit(4)));
+}
+
+/// Inside the guidance interval a step's eps is (1 + w) eps(x, t, c) - w eps(x, t, null); outside it
+/// is eps(x, t, c) alone; with no interval every step is guided.
+#[test]
+fn guidance_applies_only_inside_its_interval() {
+    let cfg = DdpmConfig::default();
+    let schedule = cfg.schedule();
+    let model = UNet::init_seeded(&cfg.model, 2, &dev());
+    let method = Method::Ddim { steps: 5, eta: 0.5 }; // t = 1000, 750, 501, 251, 1
+    let interval = GuidanceInterval { first: 251, last: 750 };
+    let (w, n) = (1.5, 3);
+    let settings = |guidance_interval| SampleSettings {
+        class: ClassChoice::AnyDigit, guidance: w, guidance_interval, method, seed: 8, count: n, first_cell: 0, clip_x0: true,
+    };
+    let inside = settings(Some(interval));
+    assert_eq!([1000, 750, 501, 251, 1].map(|t| inside.guides_at(t)), [false, true, true, true, false]);
+    assert!(!SampleSettings { class: ClassChoice::Unconditional, ..inside.clone() }.guides_at(501));
+    assert!(!SampleSettings { guidance: 0.0, ..inside.clone() }.guides_at(501));
+
+    let mut sampler = Sampler::new(inside, &schedule, &dev());
+    let labels: Vec<i64> = sampler.labels().iter().map(|&l| l as i64).collect();
+    let classes = |c: Vec<i64>| Tensor::<1, Int>::from_data(TensorData::new(c, [n]), &dev());
+    let mut guided_steps = Vec::new();
+    loop {
+        let x = sampler.current();
+        let Some(step) = sampler.step(&model) else { break };
+        let t = Tensor::<1>::from_data(TensorData::new(vec![step.t as f32; n], [n]), &dev());
+        let cond = model.forward(x.clone(), t.clone(), classes(labels.clone()));
+        let uncond = model.forward(x, t, classes(vec![NULL_CLASS as i64; n]));
+        let guided = read(cond.clone().mul_scalar(1.0 + w) - uncond.mul_scalar(w));
+        let (eps, cond) = (read(step.eps), read(cond));
+        let near = |a: &[f32]| a.iter().zip(&eps).all(|(x, y)| (x - y).abs() <= 1e-4);
+        assert!(near(if interval.contains(step.t) { &guided } else { &cond }), "t = {}", step.t);
+        assert!(!near(if interval.contains(step.t) { &cond } else { &guided }), "t = {}: guidance changes eps", step.t);
+        guided_steps.push(interval.contains(step.t));
+    }
+    assert_eq!(guided_steps, [false, true, true, true, false]);
+
+    // An interval holding every visited t is the same run as no interval.
+    let run = |s: SampleSettings| {
+        let mut sampler = Sampler::new(s, &schedule, &dev());
+        while sampler.step(&model).is_some() {}
+        read(sampler.current())
+    };
+    assert_eq!(run(settings(Some(GuidanceInterval { first: 1, last: 1000 }))), run(settings(None)));
 }

@@ -77,12 +77,16 @@ fn seeded_trajectory_matches_the_browser_fixture() {
     let (m, unet, _) = models();
     let device = Device::flex();
     // Four images, any digit: the browser suite splits them over 1, 2 and 3 workers.
-    let settings = SampleSettings { class: ClassChoice::AnyDigit, guidance: 2.0, method: Method::Ddim { steps: 10, eta: 0.5 }, seed: 11, count: 4, first_cell: 0, clip_x0: true };
+    // Guidance where the page applies it (the manifest's interval): the steps at t = 1000, 889,
+    // 778 and 667 lie outside the shipped interval, the fifth (t = 556) inside.
+    let interval = m.config.guidance_interval;
+    assert!(interval.is_some_and(|i| [1000, 889, 778, 667].iter().all(|&t| !i.contains(t)) && i.contains(556)), "{interval:?}");
+    let settings = SampleSettings { class: ClassChoice::AnyDigit, guidance: 2.0, guidance_interval: interval, method: Method::Ddim { steps: 10, eta: 0.5 }, seed: 11, count: 4, first_cell: 0, clip_x0: true };
     let schedule = m.config.schedule();
     let mut sampler = Sampler::new(settings.clone(), &schedule, &device);
-    let states: Vec<Vec<f32>> = (0..3).map(|_| sampler.step(&unet).unwrap().x.into_data().try_to_vec::<f32>().unwrap()).collect();
+    let states: Vec<Vec<f32>> = (0..5).map(|_| sampler.step(&unet).unwrap().x.into_data().try_to_vec::<f32>().unwrap()).collect();
     if std::env::var("DDPM_UPDATE_FIXTURES").is_ok() {
-        let now = SamplerFixture { settings: settings.clone(), steps: 3, states: states.clone() };
+        let now = SamplerFixture { settings: settings.clone(), steps: 5, states: states.clone() };
         std::fs::write(SAMPLER_FIXTURE, serde_json::to_string(&now).unwrap() + "\n").unwrap();
     }
     let fixture: SamplerFixture = serde_json::from_str(&std::fs::read_to_string(SAMPLER_FIXTURE).expect("DDPM_UPDATE_FIXTURES=1 writes it")).unwrap();
@@ -96,8 +100,11 @@ fn seeded_trajectory_matches_the_browser_fixture() {
 #[test]
 fn the_shipped_samplers_table_reads_as_typed_rows() {
     // The explainer's section 8 draws this table from the manifest.
-    let table = common::shipped_manifest().steps_table().expect("samplers_by_steps is shipped").unwrap();
+    let manifest = common::shipped_manifest();
+    let table = manifest.steps_table().expect("samplers_by_steps is shipped").unwrap();
     assert!(table.real_vs_real_same_count > 0.0 && table.command.contains("--only steps"));
+    // Measured with the guidance the page uses by default.
+    assert_eq!((table.guidance, table.guidance_interval), (manifest.config.guidance, manifest.config.guidance_interval));
     for sampler in ["ddim", "dpm2m", "ancestral"] {
         let rows: Vec<_> = table.rows.iter().filter(|r| r.sampler == sampler).collect();
         assert!(rows.len() >= 5, "{sampler}: {} rows", rows.len());

@@ -11,7 +11,7 @@ use ddpm_web::config::DdpmConfig;
 use ddpm_web::model::UNet;
 use ddpm_web::noise::NoiseSource;
 use ddpm_web::protocol::{BackendKind, BackendPreference};
-use ddpm_web::sampling::{ClassChoice, Method, SampleSettings, Sampler};
+use ddpm_web::sampling::{ClassChoice, GuidanceInterval, Method, SampleSettings, Sampler};
 use ddpm_web::image::grid_rgba;
 use ddpm_web::web::{init_backend, read_f32};
 use js_sys::Reflect;
@@ -65,7 +65,9 @@ async fn unet_forward_and_reverse_step_match_between_webgpu_and_cpu() {
     assert!(d < 1e-4, "forward differs by {d}");
 
     let schedule = cfg.schedule();
-    let settings = SampleSettings { class: ClassChoice::Digit(4), guidance: 2.0, method: Method::Ddim { steps: 50, eta: 1.0 }, seed: 9, count: 2, first_cell: 0, clip_x0: true };
+    // t = 1000 (outside the interval: one conditional pass), then t = 980 (guided: a batch of 4).
+    let interval = Some(GuidanceInterval { first: 1, last: 990 });
+    let settings = SampleSettings { class: ClassChoice::Digit(4), guidance: 2.0, guidance_interval: interval, method: Method::Ddim { steps: 50, eta: 1.0 }, seed: 9, count: 2, first_cell: 0, clip_x0: true };
     let mut sg = Sampler::new(settings.clone(), &schedule, &gpu);
     let mut sc = Sampler::new(settings, &schedule, &cpu);
     for _ in 0..2 {
@@ -350,7 +352,7 @@ mod sampler_worker {
         let mut first = 0;
         for (k, (worker, _)) in pool.iter().enumerate() {
             let n = count / workers + usize::from(k < count % workers);
-            match send(worker, SamplerRequest::Begin { controls: c.clone(), first_cell: first, count: n }).await {
+            match send(worker, SamplerRequest::Begin { controls: c.clone(), first_cell: first, count: n, guide_every_step: false }).await {
                 SamplerReply::Began { width, height, .. } => assert_eq!((width, height), (56, 56)),
                 other => panic!("begin: {other:?}"),
             }
@@ -405,12 +407,12 @@ mod sampler_worker {
         let (worker, limits) = start("cpu").await;
         let mut c = Controls::defaults(&limits);
         c.steps = 1;
-        match send(&worker, SamplerRequest::Begin { controls: c, first_cell: 0, count: 1 }).await {
+        match send(&worker, SamplerRequest::Begin { controls: c, first_cell: 0, count: 1, guide_every_step: false }).await {
             SamplerReply::Failed { message } => assert!(message.contains("steps"), "{message}"),
             other => panic!("{other:?}"),
         }
         let c = Controls::defaults(&limits);
-        match send(&worker, SamplerRequest::Begin { controls: c, first_cell: 3, count: 2 }).await {
+        match send(&worker, SamplerRequest::Begin { controls: c, first_cell: 3, count: 2, guide_every_step: false }).await {
             SamplerReply::Failed { message } => assert!(message.contains("grid"), "{message}"),
             other => panic!("{other:?}"),
         }

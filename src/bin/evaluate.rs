@@ -2,7 +2,7 @@
 //!
 //!   cargo run --release --bin evaluate -- [--per-digit 100] [--fd-samples 1000] [--nll-digits 1000]
 //!       [--only classifier,ddim,ddpm,fd,nll,nll-beta-tilde] [--batch 100] [--weights DIR] [--record]
-//!       [--guidance 0,0.5,1,2] [--steps-samples 500] [--steps-list 5,10,20,50,100]
+//!       [--guidance 0,0.5,1,2] [--guidance-interval 83-580|all] [--steps-samples 500] [--steps-list 5,10,20,50,100]
 //!
 //! 1. the classifier's held-out accuracy;
 //! 2. conditional accuracy: `--per-digit` samples per digit at the default guidance, with DDIM
@@ -21,6 +21,8 @@
 //! 5. the NLL bound in bits/dim (all T terms) on `--nll-digits` held-out digits, with the sampler's
 //!    reverse variance sigma^2 = beta and (`nll-beta-tilde`) with sigma^2 = beta_tilde.
 //! Finished chunks are cached under .cache/eval/<weights sha>/, so an interrupted run resumes.
+//! Guidance applies where the manifest's `guidance_interval` says; `--guidance-interval` measures
+//! another interval (`all`: every step) instead.
 //! `--record` writes the figures into the manifest. `--weights DIR` evaluates a candidate set
 //! (e.g. one exported with `export --out DIR`) before it replaces `weights/`.
 
@@ -35,7 +37,7 @@ use ddpm_web::evaluate::*;
 use ddpm_web::metrics::frechet_distance_of;
 use ddpm_web::model::{PIXELS, UNet};
 use ddpm_web::noise::NoiseSource;
-use ddpm_web::sampling::Method;
+use ddpm_web::sampling::{GuidanceInterval, Method};
 use ddpm_web::schedule::VarianceKind;
 use ddpm_web::weights::{CLASSIFIER_FILE, MANIFEST, Manifest, UNET_FILE, load_module, update_manifest, verify};
 use serde_json::json;
@@ -51,6 +53,19 @@ fn list<T: std::str::FromStr>(raw: Option<String>, flag: &str, what: &str, valid
         .collect()
 }
 
+/// `--guidance-interval`'s value: `LO-HI` (the paper's t, inclusive) or `all`.
+fn parse_interval(raw: Option<String>) -> Result<Option<GuidanceInterval>, String> {
+    let raw = raw.ok_or("--guidance-interval needs LO-HI or all")?;
+    if raw == "all" {
+        return Ok(None);
+    }
+    let bounds = raw.split_once('-').and_then(|(lo, hi)| Some((lo.parse::<usize>().ok()?, hi.parse::<usize>().ok()?)));
+    match bounds {
+        Some((first, last)) if 1 <= first && first <= last => Ok(Some(GuidanceInterval { first, last })),
+        _ => Err(format!("--guidance-interval: {raw} is not LO-HI (1 <= LO <= HI) or all")),
+    }
+}
+
 fn main() {
     if let Err(e) = run() {
         eprintln!("error: {e}");
@@ -62,6 +77,7 @@ fn run() -> Result<(), String> {
     let (mut per_digit, mut fd_samples, mut nll_digits, mut batch, mut record) = (100usize, 1000usize, 1000usize, 100usize, false);
     let mut dir = PathBuf::from("weights");
     let mut weights_swept: Vec<f64> = Vec::new();
+    let mut interval_override: Option<Option<GuidanceInterval>> = None;
     let (mut steps_samples, mut steps_list) = (500usize, vec![5usize, 10, 20, 50, 100]);
     let mut only: BTreeSet<String> = ["classifier", "ddim", "ddpm", "fd", "nll", "nll-beta-tilde"].iter().map(|s| s.to_string()).collect();
     let mut args = std::env::args().skip(1);
@@ -74,6 +90,7 @@ fn run() -> Result<(), String> {
             "--batch" => batch = num("--batch")?,
             "--record" => record = true,
             "--guidance" => weights_swept = list(args.next(), "--guidance", "a weight in [0, 10]", |w: &f64| (0.0..=10.0).contains(w))?,
+            "--guidance-interval" => interval_override = Some(parse_interval(args.next())?),
             "--steps-samples" => steps_samples = num("--steps-samples")?,
             "--steps-list" => steps_list = list(args.next(), "--steps-list", "a step count in 2..=1000", |k: &usize| (2..=1000).contains(k))?,
             "--weights" => dir = args.next().ok_or("--weights needs a directory")?.into(),
@@ -83,7 +100,22 @@ fn run() -> Result<(), String> {
     }
     let manifest = Manifest::parse(&std::fs::read_to_string(dir.join(MANIFEST)).map_err(|e| format!("{}: {e}", dir.join(MANIFEST).display()))?)
         .map_err(|e| e.to_string())?;
-    let cfg = manifest.config.clone();
+    let mut cfg = manifest.config.clone();
+    if let Some(interval) = interval_override {
+        if record && interval != cfg.guidance_interval {
+            return Err("--record keeps the manifest's own settings: measure another --guidance-interval without it".into());
+        }
+        cfg.guidance_interval = interval;
+    }
+    let interval_flag = match cfg.guidance_interval {
+        _ if interval_override.is_none() => String::new(),
+        Some(i) => format!(" --guidance-interval {}-{}", i.first, i.last),
+        None => " --guidance-interval all".into(),
+    };
+    println!("guidance applies {}", match cfg.guidance_interval {
+        Some(i) => format!("at t = {}..={}", i.first, i.last),
+        None => "at every step".into(),
+    });
     let device = Device::flex();
     let load = |name: &str| -> Result<Vec<u8>, String> {
         let entry = manifest.file(name).map_err(|e| e.to_string())?;
@@ -100,7 +132,7 @@ fn run() -> Result<(), String> {
     let held_values = digits_to_values(&held_out);
     let progress = |m: &str| eprint!("\r\x1b[2K{m}");
     let mut metrics = serde_json::Map::new();
-    let command = |flags: String| format!("cargo run --release --bin evaluate -- {flags}");
+    let command = |flags: String| format!("cargo run --release --bin evaluate -- {flags}{interval_flag}");
 
     if only.contains("classifier") {
         let (labels, _) = classify(&classifier, &held_values, &device);
@@ -124,7 +156,7 @@ fn run() -> Result<(), String> {
         );
         metrics.insert(
             format!("conditional_accuracy_{}", method_tag(method)),
-            json!({"value": acc, "per_digit": per_class, "samples_per_digit": per_digit, "guidance": cfg.guidance,
+            json!({"value": acc, "per_digit": per_class, "samples_per_digit": per_digit, "guidance": cfg.guidance, "guidance_interval": cfg.guidance_interval,
                    "command": command(format!("--only {name} --per-digit {per_digit}"))}),
         );
     }
@@ -181,7 +213,7 @@ fn run() -> Result<(), String> {
                     "default_mode".into(),
                     json!({"what": "the page's default run: any digit, one label per image from its own stream, guided; classifier features",
                            "frechet_distance": any_fd, "ratio_to_real": any_fd / real, "sample_count": fd_samples, "sampler": method_tag(method),
-                           "guidance": w, "read_as_drawn_label": agree,
+                           "guidance": w, "guidance_interval": cfg.guidance_interval, "read_as_drawn_label": agree,
                            "confident_share": {"threshold": CONFIDENT, "default_mode": conf_any, "null_class": conf_null, "held_out_real": conf_held},
                            "command": command(format!("--only fd --fd-samples {fd_samples}"))}),
                 );
@@ -192,7 +224,7 @@ fn run() -> Result<(), String> {
             let list: Vec<String> = weights_swept.iter().map(|w| w.to_string()).collect();
             metrics.insert(
                 "default_mode_by_guidance".into(),
-                json!({"what": "the default mode at other guidance weights (same seeds, labels and sampler)", "sample_count": fd_samples,
+                json!({"what": "the default mode at other guidance weights (same seeds, labels and sampler)", "sample_count": fd_samples, "guidance_interval": cfg.guidance_interval,
                        "sampler": method_tag(method), "weights": sweep, "command": command(format!("--only fd --fd-samples {fd_samples} --guidance {}", list.join(",")))}),
             );
         }
@@ -245,7 +277,7 @@ fn run() -> Result<(), String> {
         metrics.insert(
             "samplers_by_steps".into(),
             json!({"what": "the default mode (any digit, guided) per sampler and number of network evaluations; classifier features vs the held-out digits",
-                   "sample_count": steps_samples, "guidance": cfg.guidance, "real_vs_real_same_count": real, "rows": rows,
+                   "sample_count": steps_samples, "guidance": cfg.guidance, "guidance_interval": cfg.guidance_interval, "real_vs_real_same_count": real, "rows": rows,
                    "command": command(format!("--only steps --steps-samples {steps_samples} --steps-list {}", list.join(",")))}),
         );
     }

@@ -92,7 +92,13 @@ impl SamplerWorker {
             warm_up(&session).await?;
             let limits = Limits::new(session.config.timesteps, session.config.guidance);
             let page = ParsedQuery::parse(&query, &limits);
-            let reply = SamplerReply::Ready { backend: session.backend.info.clone(), limits: limits.clone(), timesteps: session.config.timesteps, page };
+            let reply = SamplerReply::Ready {
+                backend: session.backend.info.clone(),
+                limits: limits.clone(),
+                timesteps: session.config.timesteps,
+                guidance_interval: session.config.guidance_interval,
+                page,
+            };
             *self.state.borrow_mut() = Some(State { session, limits, run: None, trajectory: Trajectory::default() });
             return Ok(reply);
         }
@@ -106,7 +112,7 @@ impl SamplerWorker {
                 let limits = &state.as_ref().unwrap().limits;
                 Ok(SamplerReply::Parsed { parsed: ParsedQuery::parse(&pairs, limits) })
             }
-            SamplerRequest::Begin { controls, first_cell, count } => self.begin(controls, first_cell, count),
+            SamplerRequest::Begin { controls, first_cell, count, guide_every_step } => self.begin(controls, first_cell, count, guide_every_step),
             SamplerRequest::Step { draw, view } => self.step(draw, view).await,
             SamplerRequest::Stop => {
                 if let Some(run) = self.state.borrow_mut().as_mut().unwrap().run.as_mut() {
@@ -152,14 +158,17 @@ impl SamplerWorker {
         }
     }
 
-    fn begin(&self, controls: Controls, first_cell: usize, count: usize) -> Result<SamplerReply, String> {
+    fn begin(&self, controls: Controls, first_cell: usize, count: usize, guide_every_step: bool) -> Result<SamplerReply, String> {
         let mut state = self.state.borrow_mut();
         let state = state.as_mut().unwrap();
         controls.check(&state.limits)?;
         if count == 0 || first_cell + count > controls.grid {
             return Err(format!("cells {first_cell}..{} are not in a grid of {}", first_cell + count, controls.grid));
         }
-        let settings: SampleSettings = controls.settings(state.session.config.variance, first_cell, count);
+        let mut settings: SampleSettings = controls.settings(&state.session.config, first_cell, count);
+        if guide_every_step {
+            settings.guidance_interval = None;
+        }
         let sampler = Sampler::new(settings, &state.session.schedule, &state.session.backend.device);
         let labels = sampler.labels().iter().map(|&l| (l != NULL_CLASS).then_some(l)).collect();
         let total = sampler.total_steps();
@@ -203,12 +212,17 @@ impl SamplerWorker {
     }
 }
 
-/// Compile shaders / touch every kernel once, and wait for the result.
+/// Compile shaders / touch every kernel once, and wait for the result: a guided step (a batch of
+/// two per image) and a conditional one, as outside the guidance interval.
 async fn warm_up(session: &Session) -> Result<(), String> {
     let controls = Controls { steps: 2, ..Controls::defaults(&Limits::new(session.config.timesteps, session.config.guidance)) };
-    let mut sampler = Sampler::new(controls.settings(session.config.variance, 0, 1), &session.schedule, &session.backend.device);
-    if let Some(step) = sampler.step(&session.unet) {
-        read_f32(session.classifier.probabilities(step.x0_pred)).await?;
+    let guided = SampleSettings { guidance_interval: None, ..controls.settings(&session.config, 0, 1) };
+    let conditional = SampleSettings { guidance: 0.0, ..guided.clone() };
+    for settings in [guided, conditional] {
+        let mut sampler = Sampler::new(settings, &session.schedule, &session.backend.device);
+        if let Some(step) = sampler.step(&session.unet) {
+            read_f32(session.classifier.probabilities(step.x0_pred)).await?;
+        }
     }
     Ok(())
 }

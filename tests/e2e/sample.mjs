@@ -119,6 +119,9 @@ await test("default_run_at_grid_64_draws_readable_digits_for_seeds_1_to_4", () =
     await page.goto(`${base}/?count=64&seed=${seed}&every=50&backend=cpu&start=1`);
     await waitState(page, ["done", "error"], 10 * 60 * 1000);
     assert(await page.evaluate(() => document.body.dataset.state) === "done", await page.textContent("#message"));
+    // The default guidance applies in an interval of t, and the page says which.
+    const note = await page.textContent("#guidance-note");
+    assert(/t = \d+ down to \d+/.test(note), `guidance note: ${note}`);
     await page.locator("#samples").screenshot({ path: path.join(artifacts, `default-grid64-seed${seed}.png`) });
     const labels = (await page.textContent("#drawn-labels")).match(/\d/g);
     const read = (await page.evaluate(() => document.body.dataset.labels)).split(",");

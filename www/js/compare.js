@@ -30,7 +30,8 @@ export async function setupComparison({ wasm, files, backend, lead, limits, seed
     return tr;
   }));
   $("steps-caption").textContent = `Fréchet distance in the classifier's features (× the distance between two sets of ${table.sample_count} real digits, `
-    + `${fmt(table.real_vs_real_same_count, 1)}), ${table.sample_count} samples each, any digit, guidance ${table.guidance}; measured by ${table.command}`;
+    + `${fmt(table.real_vs_real_same_count, 1)}), ${table.sample_count} samples each, any digit, guidance ${table.guidance}`
+    + (table.guidance_interval ? ` at t = ${table.guidance_interval.last}…${table.guidance_interval.first}` : " at every step") + `; measured by ${table.command}`;
   results.stepsTable = table;
 
   // The two live runs: each side's sampler and steps, by the sampling page's rules.

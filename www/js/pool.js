@@ -88,11 +88,11 @@ export class Pool {
   terminate() { this.clients.forEach((c) => c.terminate()); }
 
   // Start a run on every worker that has cells; resolves with the workers' Began replies.
-  async begin(controls) {
+  async begin(controls, { guideEveryStep = false } = {}) {
     const shares = splitCells(controls.grid, this.clients.length);
     this.active = shares.map((share, k) => ({ client: this.clients[k], share }));
     return Promise.all(this.active.map(({ client, share }) =>
-      client.request({ type: "begin", controls, first_cell: share.first, count: share.count })));
+      client.request({ type: "begin", controls, first_cell: share.first, count: share.count, guide_every_step: guideEveryStep })));
   }
 
   all(request) { return Promise.all(this.active.map(({ client }) => client.request(request))); }

@@ -17,6 +17,7 @@ const showError = (e) => { showMessage(errorText(e), true); setState("error"); }
 let assets = null;     // the compiled module and the weight files, fetched once
 let pool = null;
 let limits = null;
+let guidanceInterval = null; // the model's: where guidance applies (null: every step)
 let backend = null;
 let running = false;
 let recovering = false;
@@ -70,7 +71,9 @@ function refreshControls() {
   for (const name of ["guidance", "steps", "eta"]) $(`${name}-value`).textContent = $(name).value;
   const unconditional = $("digit").value === "none";
   $("guidance").disabled = unconditional;
-  $("guidance-note").textContent = unconditional ? "Not used: the unconditional model is what guidance pushes away from." : "";
+  $("guidance-note").textContent = unconditional ? "Not used: the unconditional model is what guidance pushes away from."
+    : guidanceInterval ? `Applied from t = ${guidanceInterval.last} down to ${guidanceInterval.first} only: pushing at the noisiest steps narrows the styles, and at the last ones changes little.`
+    : "";
   const choice = samplerChoice();
   if (!choice) return;
   $("sampler-help").textContent = choice.help;
@@ -117,6 +120,7 @@ async function boot(notes = []) {
   pool = started.pool;
   const ready = started.ready;
   limits = ready.limits;
+  guidanceInterval = ready.guidance_interval;
   backend = ready.backend;
   applyLimits();
   if (!recovering) applyControls(ready.page.controls);
@@ -321,10 +325,10 @@ window.ddpm = {
   workers: () => (pool ? pool.size : 0),
   // For scripts/bench.sh: ms per guided DDIM step of the whole pool at `grid` images, every step
   // drawn (classifier and readback included), after one warm-up step; and the first worker's
-  // WebGPU calls.
+  // WebGPU calls. Guided at every step, outside the model's guidance interval too.
   bench: async ({ grid, steps, draw = true }) => {
     const parsed = await pool.clients[0].request({ type: "parse", pairs: [["digit", "7"], ["steps", "1000"], ["count", String(grid)]] });
-    await pool.begin(parsed.parsed.controls);
+    await pool.begin(parsed.parsed.controls, { guideEveryStep: true });
     await pool.all({ type: "step", draw: true, view: "xt" });
     const t0 = performance.now();
     for (let k = 0; k < steps; k++) await pool.all({ type: "step", draw, view: "xt" });
