@@ -1,5 +1,6 @@
 //! Sample-quality metrics on host vectors: the Fréchet distance between Gaussians fitted to two
-//! feature sets (Heusel et al. 2017), with a Jacobi eigensolver for the matrix square root.
+//! feature sets (Heusel et al. 2017), with a Jacobi eigensolver for the matrix square root; the
+//! share of images with stray marks beside the digit.
 
 /// Mean and covariance (divisor n - 1) of `rows` (each of length d).
 pub fn mean_cov(rows: &[Vec<f32>]) -> (Vec<f64>, Vec<f64>) {
@@ -177,6 +178,29 @@ mod tests {
         // N(0, I) vs N(0.5, 4 I) in 5-d: 5 * 0.25 + 5 * (2 - 1)^2 = 6.25, up to sampling noise.
         assert!((d1 - 6.25).abs() < 1.0, "{d1}");
     }
+
+    #[test]
+    fn bright_regions_are_8_connected_and_stray_marks_need_two_pixels() {
+        let w = 6;
+        let mut im = vec![-1.0f32; w * w];
+        let mut on = |y: usize, x: usize, v: f32| im[y * w + x] = v;
+        // A diagonal stroke of 4 pixels (one region under 8-connectivity), a speck, a 2-pixel dot,
+        // and a pixel exactly at mid-grey, which is not bright.
+        for k in 0..4 {
+            on(k, k, 1.0);
+        }
+        on(0, 5, 0.3);
+        on(5, 0, 0.9);
+        on(5, 1, 0.1);
+        on(3, 5, 0.0);
+        assert_eq!(bright_regions(&im, w), vec![4, 2, 1]);
+        let stroke_and_speck: Vec<f32> = im.iter().enumerate().map(|(i, &v)| if i / w == 5 { -1.0 } else { v }).collect();
+        assert_eq!(bright_regions(&stroke_and_speck, w), vec![4, 1]);
+        // Two images, one with a stray dot: half of them.
+        let both: Vec<f32> = im.iter().chain(&stroke_and_speck).copied().collect();
+        assert_eq!(stray_mark_share(&both, w), 0.5);
+        assert_eq!(stray_mark_share(&stroke_and_speck, w), 0.0);
+    }
 }
 
 /// The sliced 1-Wasserstein distance between two 2-D point sets of equal size: the mean, over
@@ -199,4 +223,46 @@ pub fn sliced_wasserstein_2d(a: &[[f64; 2]], b: &[[f64; 2]], directions: usize) 
         })
         .sum::<f64>()
         / directions as f64
+}
+
+/// The sizes of the 8-connected regions of a `width`-wide image's pixels brighter than mid-grey
+/// (model-space value > 0), largest first.
+pub fn bright_regions(image: &[f32], width: usize) -> Vec<usize> {
+    let height = image.len() / width;
+    let mut seen = vec![false; image.len()];
+    let mut sizes = Vec::new();
+    for start in 0..image.len() {
+        if seen[start] || image[start] <= 0.0 {
+            continue;
+        }
+        seen[start] = true;
+        let (mut stack, mut size) = (vec![start], 0);
+        while let Some(p) = stack.pop() {
+            size += 1;
+            let (y, x) = (p / width, p % width);
+            for ny in y.saturating_sub(1)..=(y + 1).min(height - 1) {
+                for nx in x.saturating_sub(1)..=(x + 1).min(width - 1) {
+                    let q = ny * width + nx;
+                    if !seen[q] && image[q] > 0.0 {
+                        seen[q] = true;
+                        stack.push(q);
+                    }
+                }
+            }
+        }
+        sizes.push(size);
+    }
+    sizes.sort_unstable_by(|a, b| b.cmp(a));
+    sizes
+}
+
+/// Regions smaller than this are single specks, which real digits have too.
+pub const STRAY_MARK_PIXELS: usize = 2;
+
+/// The share of `images` (each `width` x `width`, flat) with a second bright region of at least
+/// [`STRAY_MARK_PIXELS`]: a dot or blob beside the digit. Most real digits are one stroke.
+pub fn stray_mark_share(values: &[f32], width: usize) -> f64 {
+    let images: Vec<&[f32]> = values.chunks(width * width).collect();
+    let marked = images.iter().filter(|im| bright_regions(im, width).iter().filter(|&&s| s >= STRAY_MARK_PIXELS).count() > 1).count();
+    marked as f64 / images.len().max(1) as f64
 }

@@ -9,7 +9,8 @@
 //!    (50 steps, eta 0) and DDPM (1000 steps), labelled by the classifier;
 //! 3. the default mode (any digit, a label per image, guided, DDIM 50): Fréchet distance, how
 //!    often the classifier reads the drawn label, and the share read with >= 90% confidence
-//!    (beside the null class and real held-out digits), at the default guidance weight and at each
+//!    (beside the null class and real held-out digits), and the share with stray marks beside the
+//!    digit (a second bright region), at the default guidance weight and at each
 //!    weight of `--guidance` (the data behind the page's default weight); then the Fréchet distance between `--fd-samples` unconditional samples
 //!    (null class, DDIM 50) and the held-out digits, beside real-vs-real and noise-vs-real
 //!    calibrations, and as a diagnostic the same for the label marginal (conditional network,
@@ -34,8 +35,8 @@ use burn::tensor::Device;
 use ddpm_web::classifier::Classifier;
 use ddpm_web::data::{DEFAULT_CACHE, load_mnist, split};
 use ddpm_web::evaluate::*;
-use ddpm_web::metrics::frechet_distance_of;
-use ddpm_web::model::{PIXELS, UNet};
+use ddpm_web::metrics::{STRAY_MARK_PIXELS, frechet_distance_of, stray_mark_share};
+use ddpm_web::model::{IMAGE_SIZE, PIXELS, UNet};
 use ddpm_web::noise::NoiseSource;
 use ddpm_web::sampling::{GuidanceInterval, Method};
 use ddpm_web::schedule::VarianceKind;
@@ -184,6 +185,11 @@ fn run() -> Result<(), String> {
         let marginal_fd = frechet_distance_of(&f_marginal, &f_held);
         let confident = |values: &[f32]| share_at_least(&top_confidences(&classifier, values, &device), CONFIDENT);
         let (conf_null, conf_held) = (confident(&samples), confident(&held_values));
+        // Images with a second bright region (a dot or blob beside the digit).
+        let stray = |values: &[f32]| stray_mark_share(values, IMAGE_SIZE);
+        let (stray_null, stray_held) = (stray(&samples), stray(&held_values));
+        println!("stray marks (a second region above mid-grey of >= {STRAY_MARK_PIXELS} pixels): null class {:.1}%, held-out real digits {:.1}%",
+                 100.0 * stray_null, 100.0 * stray_held);
         // The page's default run: any digit (a label per image), guided, DDIM 50; at the default
         // weight first, then at each swept weight.
         let mut sweep = Vec::new();
@@ -195,19 +201,20 @@ fn run() -> Result<(), String> {
             let (read_any, f_any) = classify(&classifier, &any, &device);
             let any_fd = frechet_distance_of(&f_any, &f_held);
             let agree = read_any.iter().zip(&any_labels).filter(|(a, b)| a == b).count() as f64 / any_labels.len().max(1) as f64;
-            let conf_any = confident(&any);
+            let (conf_any, stray_any) = (confident(&any), stray(&any));
             println!(
                 "default mode (any digit, guidance {w}, {}): Fréchet distance {any_fd:.3} (ratio {:.2}); read as the drawn label {:.1}%; \
-                 read with >= {CONFIDENT} confidence: default {:.1}%, null class {:.1}%, held-out real digits {:.1}%",
+                 read with >= {CONFIDENT} confidence: default {:.1}%, null class {:.1}%, held-out real digits {:.1}%; stray marks {:.1}%",
                 method_tag(method),
                 any_fd / real,
                 100.0 * agree,
                 100.0 * conf_any,
                 100.0 * conf_null,
-                100.0 * conf_held
+                100.0 * conf_held,
+                100.0 * stray_any
             );
             let entry = json!({"guidance": w, "frechet_distance": any_fd, "ratio_to_real": any_fd / real,
-                               "read_as_drawn_label": agree, "confident_share": conf_any});
+                               "read_as_drawn_label": agree, "confident_share": conf_any, "stray_mark_share": stray_any});
             if w == cfg.guidance {
                 metrics.insert(
                     "default_mode".into(),
@@ -215,6 +222,8 @@ fn run() -> Result<(), String> {
                            "frechet_distance": any_fd, "ratio_to_real": any_fd / real, "sample_count": fd_samples, "sampler": method_tag(method),
                            "guidance": w, "guidance_interval": cfg.guidance_interval, "read_as_drawn_label": agree,
                            "confident_share": {"threshold": CONFIDENT, "default_mode": conf_any, "null_class": conf_null, "held_out_real": conf_held},
+                           "stray_mark_share": {"min_pixels": STRAY_MARK_PIXELS, "default_mode": stray_any, "null_class": stray_null, "held_out_real": stray_held,
+                                                "what": "images with a second 8-connected region above mid-grey: a dot or blob beside the digit"},
                            "command": command(format!("--only fd --fd-samples {fd_samples}"))}),
                 );
             }
