@@ -66,10 +66,10 @@ impl Default for DdpmConfig {
                 checkpoint_every: 250,
                 init: None,
             },
-            // The evaluation's choice for the shipped weights (README, "The default guidance weight");
-            // `export` writes both into the manifest, which the page reads. The interval is where
-            // sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t) lies in [0.28, 5.42] on the linear
-            // schedule, the interval Kynkäänniemi et al. (2024) found best.
+            // The evaluation's choice for the shipped weights (README, "The default guidance");
+            // `export` writes both into the manifest, which the page reads. The interval's ends are
+            // the t whose sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t) is nearest each end of
+            // (0.28, 5.42], the interval Kynkäänniemi et al. (2024) found best (tests/maths.rs).
             guidance: 1.0,
             guidance_interval: Some(GuidanceInterval { first: 83, last: 580 }),
         }
