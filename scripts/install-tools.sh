@@ -12,6 +12,15 @@ export PATH="$HOME/.cargo/bin:$PATH"
 
 log() { printf '[install] %s\n' "$*"; }
 
+# A prebuilt binary first where cargo-binstall is installed (it fetches release binaries; minutes
+# saved), building from source otherwise or when no binary can be had (about 10 minutes for the
+# two tools on 2 cores).
+prebuilt() {
+  cargo binstall -V >/dev/null 2>&1 || return 1
+  log "trying a prebuilt $1 with cargo-binstall"
+  cargo binstall --no-confirm --force --disable-strategies compile "$1" >/dev/null 2>&1
+}
+
 if [[ "${1:-}" == "--browser" ]]; then
   if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
     log "installing chromium and chromium-driver with apt"
@@ -30,7 +39,9 @@ fi
 # wasm-bindgen-cli must equal the wasm-bindgen in Cargo.lock exactly.
 if [[ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$WASM_BINDGEN_VERSION" ]]; then
   log "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION"
-  if ! cargo install --locked wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --force; then
+  if prebuilt "wasm-bindgen-cli@$WASM_BINDGEN_VERSION"; then
+    :
+  elif ! cargo install --locked wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --force; then
     # Its published lock file can name a crate version the registry mirror lacks
     # (seen: webpki-roots 1.0.11). Re-pin only that crate and install from the unpacked source.
     log "retrying wasm-bindgen-cli from source with webpki-roots re-pinned"
@@ -43,7 +54,7 @@ fi
 
 if [[ "$(trunk --version 2>/dev/null | awk '{print $2}')" != "$TRUNK_VERSION" ]]; then
   log "installing trunk $TRUNK_VERSION"
-  cargo install --locked trunk --version "$TRUNK_VERSION" --force
+  prebuilt "trunk@$TRUNK_VERSION" || cargo install --locked trunk --version "$TRUNK_VERSION" --force
 fi
 
 log "wasm-bindgen $(wasm-bindgen --version | awk '{print $2}'), trunk $(trunk --version | awk '{print $2}')"

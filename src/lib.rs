@@ -1,39 +1,25 @@
 //! ddpm-web: a small pixel-space DDPM on MNIST, written once in Burn for native training,
 //! native tests and the browser (WebGPU with a CPU fallback).
 //!
-//! Data flows one way: `schedule` (host maths) -> `diffusion`/`elbo` (tensor maths) ->
-//! `model` (the U-Net) -> `sampling` (reverse loop) -> `weights` (shipped files) -> `web`
-//! (browser workers only) / `train` (native only). `controls` (every control's rule, defined
-//! once) and `protocol` (the typed page <-> worker messages) are platform-free and tested natively.
+//! The folders are the layers, and each imports only from the layers above it in this list:
+//! - [`nets`]: the networks in plain Burn (the digit U-Net, the classifier, the 2-D MLP);
+//! - [`diffusion`]: the maths of DDPM, host-side (schedules, seeded noise) and on tensors
+//!   (forward process, posteriors, the ELBO, solvers, objectives) and the reverse loop;
+//! - [`toy`]: the 2-D Gaussian mixture with its closed forms, and the in-tab trainer;
+//! - [`explain`]: what the explainer page computes and the layout of its charts;
+//! - [`app`]: what pages and tools share: the configuration, the shipped weights, every
+//!   control's rule, the typed page <-> worker messages, image layouts and trajectories;
+//! - [`native`] (native only): data, training and evaluation for the command-line tools;
+//! - [`web`] (browser only): the workers, which move data and draw.
 
-pub mod classifier;
-pub mod config;
-pub mod controls;
+pub mod app;
 pub mod diffusion;
-pub mod elbo;
 pub mod explain;
-pub mod image;
-pub mod metrics;
-pub mod model;
-pub mod noise;
-pub mod objective;
-pub mod plot;
-pub mod protocol;
-pub mod sampling;
-pub mod schedule;
-pub mod solver;
+pub mod nets;
 pub mod toy;
-pub mod toy_model;
-pub mod toy_train;
-pub mod trajectory;
-pub mod weights;
 
 #[cfg(not(target_family = "wasm"))]
-pub mod data;
-#[cfg(not(target_family = "wasm"))]
-pub mod evaluate;
-#[cfg(not(target_family = "wasm"))]
-pub mod train;
+pub mod native;
 
 #[cfg(target_family = "wasm")]
 pub mod web;

@@ -2,11 +2,11 @@
 //! (`Limits`), the URL and the form are read by the same parser, bad values get bounded messages
 //! and keep their defaults, and every message survives serialisation.
 
-use ddpm_web::controls::{Controls, ECHO_CHARS, Limits, SamplerKind, View, echo};
-use ddpm_web::protocol::{BackendInfo, BackendKind, BackendPreference, ParsedQuery, SamplerReply, SamplerRequest};
-use ddpm_web::config::DdpmConfig;
-use ddpm_web::sampling::{ClassChoice, GuidanceInterval, Method};
-use ddpm_web::schedule::VarianceKind;
+use ddpm_web::app::controls::{Controls, ECHO_CHARS, Limits, SamplerKind, View, echo};
+use ddpm_web::app::protocol::{BackendInfo, BackendKind, BackendPreference, ParsedQuery, SamplerReply, SamplerRequest};
+use ddpm_web::app::config::DdpmConfig;
+use ddpm_web::diffusion::sampling::{ClassChoice, GuidanceInterval, Method};
+use ddpm_web::diffusion::schedule::VarianceKind;
 
 fn pairs(query: &str) -> Vec<(String, String)> {
     query.split('&').filter(|p| !p.is_empty()).map(|p| {
@@ -160,8 +160,8 @@ fn every_offered_sampler_parses_from_its_name_and_maps_to_its_method() {
 
 #[test]
 fn explainer_url_is_read_by_the_same_rules() {
-    use ddpm_web::controls::ExplainerQuery;
-    use ddpm_web::protocol::BackendPreference;
+    use ddpm_web::app::controls::ExplainerQuery;
+    use ddpm_web::app::protocol::BackendPreference;
     let l = limits();
     let q = ExplainerQuery::parse(&pairs(""), 1000, 10, &l);
     assert_eq!((q.digit, q.t, q.seed, q.backend, q.workers), (0, ExplainerQuery::DEFAULT_T, 1, BackendPreference::Auto, None));

@@ -9,13 +9,13 @@
 use std::path::Path;
 
 use burn::tensor::{DType, Tensor, TensorData};
-use ddpm_web::config::DdpmConfig;
-use ddpm_web::diffusion::{mean_from_eps, mean_from_score, mean_from_x0, q_posterior_mean, q_sample, score_from_eps};
-use ddpm_web::elbo::{normal_kl, sum_pixels};
-use ddpm_web::explain::*;
-use ddpm_web::model::{NULL_CLASS, UNet};
-use ddpm_web::noise::NoiseSource;
-use ddpm_web::schedule::VarianceKind;
+use ddpm_web::app::config::DdpmConfig;
+use ddpm_web::diffusion::process::{mean_from_eps, mean_from_score, mean_from_x0, q_posterior_mean, q_sample, score_from_eps};
+use ddpm_web::diffusion::elbo::{normal_kl, sum_pixels};
+use ddpm_web::explain::compute::*;
+use ddpm_web::nets::unet::{NULL_CLASS, UNet};
+use ddpm_web::diffusion::noise::NoiseSource;
+use ddpm_web::diffusion::schedule::VarianceKind;
 use serde::{Deserialize, Serialize};
 
 mod common;
@@ -117,8 +117,8 @@ fn tweedie_estimate_equals_the_predicted_x0_and_routes_agree() {
 fn shipped_example_digits_are_held_out_digits() {
     let digits = parse_example_digits(&std::fs::read_to_string(Path::new("www").join(EXAMPLE_DIGITS_FILE)).unwrap()).unwrap();
     assert_eq!(digits.iter().map(|d| d.label).collect::<Vec<_>>(), (0..10).collect::<Vec<_>>());
-    let all = ddpm_web::data::load_mnist(Path::new(ddpm_web::data::DEFAULT_CACHE)).expect("run scripts/fetch-data.sh");
-    let (train, held_out) = ddpm_web::data::split(&all);
+    let all = ddpm_web::native::data::load_mnist(Path::new(ddpm_web::native::data::DEFAULT_CACHE)).expect("run scripts/fetch-data.sh");
+    let (train, held_out) = ddpm_web::native::data::split(&all);
     for d in &digits {
         assert_eq!(held_out[d.held_out_index].pixels, d.levels, "digit {} is not held-out digit {}", d.label, d.held_out_index);
         assert!(train.iter().all(|t| t.pixels != d.levels), "digit {} is also a training digit", d.label);
@@ -130,6 +130,8 @@ fn shipped_example_digits_are_held_out_digits() {
 /// The ELBO terms of a shipped example digit under the shipped weights: what the browser must reproduce.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ElboFixture {
+    /// The U-Net the terms were computed with: new weights need a new fixture.
+    pub weights_sha256: String,
     pub digit: usize,
     pub seed: u64,
     pub indices: Vec<usize>,
@@ -149,18 +151,21 @@ fn shipped_weights_elbo_terms_match_the_browser_fixture() {
     let s = manifest.config.schedule();
     let x0 = digits[digit].to_model_space();
     let (terms, simple) = elbo_terms(&model, &s, manifest.config.variance, &x0, &indices, seed, NULL_CLASS, &dev());
-    let now = ElboFixture { digit, seed, indices, terms_nats: read(terms), simple: read(simple), prior_nats: read(prior_term(&s, &x0, &dev()))[0] };
+    let now = ElboFixture { weights_sha256: common::shipped_unet_sha256(), digit, seed, indices, terms_nats: read(terms), simple: read(simple), prior_nats: read(prior_term(&s, &x0, &dev()))[0] };
     if std::env::var("DDPM_UPDATE_FIXTURES").is_ok() {
         std::fs::create_dir_all("tests/fixtures").unwrap();
         std::fs::write(FIXTURE, serde_json::to_string_pretty(&now).unwrap() + "\n").unwrap();
     }
     let fixture: ElboFixture = serde_json::from_str(&std::fs::read_to_string(FIXTURE).expect("DDPM_UPDATE_FIXTURES=1 writes it")).unwrap();
+    assert_eq!(fixture.weights_sha256, now.weights_sha256, "the fixture was written with other weights: rewrite it");
     assert_eq!((fixture.digit, fixture.seed, &fixture.indices), (now.digit, now.seed, &now.indices));
+    use common::tolerance::{ELBO_TERM, SIMPLE_TERM};
+    let stale = |e: String| panic!("{e} (the ELBO's maths changed? rewrite the fixture)");
     for (k, (a, b)) in now.terms_nats.iter().zip(&fixture.terms_nats).enumerate() {
-        assert!((a - b).abs() <= 1e-5 * b.abs(), "term at t={}: {a} vs fixture {b} (weights changed? rewrite the fixture)", now.indices[k] + 1);
+        ELBO_TERM.check_one(&format!("term at t={}", now.indices[k] + 1), *a, *b).unwrap_or_else(stale);
     }
-    assert!(max_abs_diff(&now.simple, &fixture.simple) <= 1e-5);
-    assert!((now.prior_nats - fixture.prior_nats).abs() <= 1e-5 * fixture.prior_nats.abs());
+    SIMPLE_TERM.check("L_simple", &now.simple, &fixture.simple).unwrap_or_else(stale);
+    ELBO_TERM.check_one("L_T", now.prior_nats, fixture.prior_nats).unwrap_or_else(stale);
     // Sanity: the decoder term is a -log likelihood over 784 pixels, the rest are KLs (>= 0).
     assert!(now.terms_nats.iter().all(|v| *v >= 0.0 && v.is_finite()));
 }
@@ -172,29 +177,29 @@ fn shipped_weights_elbo_terms_match_the_browser_fixture() {
 fn elbo_summary_running_sum_and_weighting_are_the_sums_they_claim() {
     let nats = vec![500.0, 20.0, 10.0, 1.0];
     let simple = vec![0.5, 0.25, 0.1, 0.05];
-    let s = ddpm_web::explain::elbo_summary(&nats, 3.0, &simple);
+    let s = ddpm_web::explain::compute::elbo_summary(&nats, 3.0, &simple);
     let bits = |n: f64| n / (784.0 * std::f64::consts::LN_2);
     assert!((s.total_bits - bits(534.0)).abs() < 1e-12);
     assert!((s.decoder_bits - bits(500.0)).abs() < 1e-12 && (s.diffusion_bits - bits(31.0)).abs() < 1e-12);
     assert!((s.prior_bits - bits(3.0)).abs() < 1e-12 && (s.simple - 0.225).abs() < 1e-12);
-    assert_eq!(ddpm_web::explain::running_sum(&[1.0, 2.0, 3.5]), vec![1.0, 3.0, 6.5]);
+    assert_eq!(ddpm_web::explain::compute::running_sum(&[1.0, 2.0, 3.5]), vec![1.0, 3.0, 6.5]);
     let schedule = DdpmConfig::default().schedule();
-    let (lambda, weighted) = ddpm_web::explain::elbo_weighting(&schedule, VarianceKind::Beta, &simple);
+    let (lambda, weighted) = ddpm_web::explain::compute::elbo_weighting(&schedule, VarianceKind::Beta, &simple);
     assert!(lambda[0].is_nan());
     for i in 1..4 {
         assert_eq!(lambda[i], loss_weights(&schedule, VarianceKind::Beta, i)[0]);
         assert!((weighted[i] - lambda[i] * simple[i] / std::f64::consts::LN_2).abs() < 1e-15);
     }
-    let idx = ddpm_web::explain::log_spaced_indices(1000, 25);
+    let idx = ddpm_web::explain::compute::log_spaced_indices(1000, 25);
     assert_eq!((idx[0], *idx.last().unwrap()), (0, 999));
     assert!(idx.windows(2).all(|w| w[0] < w[1]), "{idx:?}");
     // Log spacing: about as many points below t = 32 as above it.
     let below = idx.iter().filter(|&&i| i < 31).count();
     assert!((10..=15).contains(&below), "{below} of {} below t = 32", idx.len());
-    assert!((ddpm_web::explain::rmse(&[0.0, 0.0], &[3.0, 4.0]) - 12.5f64.sqrt()).abs() < 1e-12);
-    assert_eq!(ddpm_web::explain::l2_distance(&[0.0, 0.0], &[3.0, 4.0]), 5.0);
-    assert_eq!(ddpm_web::explain::max_abs_diff(&[1.0, -2.0], &[1.5, 2.0]), 4.0);
-    let (shown, peak) = ddpm_web::explain::signed_for_display(&[-2.0, 1.0]);
+    assert!((ddpm_web::explain::compute::rmse(&[0.0, 0.0], &[3.0, 4.0]) - 12.5f64.sqrt()).abs() < 1e-12);
+    assert_eq!(ddpm_web::explain::compute::l2_distance(&[0.0, 0.0], &[3.0, 4.0]), 5.0);
+    assert_eq!(ddpm_web::explain::compute::max_abs_diff(&[1.0, -2.0], &[1.5, 2.0]), 4.0);
+    let (shown, peak) = ddpm_web::explain::compute::signed_for_display(&[-2.0, 1.0]);
     assert_eq!((shown, peak), (vec![-1.0, 0.5], 2.0));
 }
 
@@ -202,13 +207,13 @@ fn elbo_summary_running_sum_and_weighting_are_the_sums_they_claim() {
 /// the closed-form score over the arrow grid.
 #[test]
 fn toy_density_raster_and_field_error() {
-    let m = ddpm_web::toy::Mixture2d::example();
+    let m = ddpm_web::toy::mixture::Mixture2d::example();
     let size = 48;
     let rgba = m.density_rgba(0.5, size);
     assert_eq!(rgba.len(), size * size * 4);
     let darkest = (0..size * size).min_by_key(|&k| rgba[4 * k]).unwrap();
     let x = |k: usize| {
-        let e = ddpm_web::toy::EXTENT;
+        let e = ddpm_web::toy::mixture::EXTENT;
         [-e + ((k % size) as f64 + 0.5) / size as f64 * 2.0 * e, e - ((k / size) as f64 + 0.5) / size as f64 * 2.0 * e]
     };
     let best = (0..size * size).max_by(|&a, &b| m.log_density(x(a), 0.5).total_cmp(&m.log_density(x(b), 0.5))).unwrap();

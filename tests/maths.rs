@@ -3,11 +3,11 @@
 #![cfg(not(target_family = "wasm"))]
 
 use burn::tensor::{DType, Device, Tensor, TensorData};
-use ddpm_web::config::DdpmConfig;
-use ddpm_web::diffusion::*;
-use ddpm_web::elbo::*;
-use ddpm_web::noise::NoiseSource;
-use ddpm_web::schedule::{NoiseSchedule, ScheduleKind, VarianceKind};
+use ddpm_web::app::config::DdpmConfig;
+use ddpm_web::diffusion::process::*;
+use ddpm_web::diffusion::elbo::*;
+use ddpm_web::diffusion::noise::NoiseSource;
+use ddpm_web::diffusion::schedule::{NoiseSchedule, ScheduleKind, VarianceKind};
 
 fn dev() -> Device {
     Device::flex()

@@ -3,12 +3,12 @@
 
 use burn::module::Module;
 use burn::tensor::{Int, Tensor, TensorData};
-use ddpm_web::config::DdpmConfig;
-use ddpm_web::model::{NULL_CLASS, NUM_DIGITS, PIXELS, UNet, UNetConfig};
-use ddpm_web::noise::NoiseSource;
-use ddpm_web::sampling::{ClassChoice, GuidanceInterval, Method, SampleSettings, Sampler};
-use ddpm_web::schedule::VarianceKind;
-use ddpm_web::weights::{FileEntry, encode_module, load_module, load_unet, sha256_hex};
+use ddpm_web::app::config::DdpmConfig;
+use ddpm_web::nets::unet::{NULL_CLASS, NUM_DIGITS, PIXELS, UNet, UNetConfig};
+use ddpm_web::diffusion::noise::NoiseSource;
+use ddpm_web::diffusion::sampling::{ClassChoice, GuidanceInterval, Method, SampleSettings, Sampler};
+use ddpm_web::diffusion::schedule::VarianceKind;
+use ddpm_web::app::weights::{FileEntry, encode_module, load_module, load_unet, sha256_hex};
 
 mod common;
 use common::{dev, read};

@@ -6,9 +6,9 @@ use std::path::Path;
 
 use burn::module::Module;
 use burn::tensor::Device;
-use ddpm_web::data::{DEFAULT_CACHE, load_mnist, split};
-use ddpm_web::evaluate::{ChunkCache, classify, conditional_accuracy, digits_to_values};
-use ddpm_web::sampling::{ClassChoice, Method, SampleSettings, Sampler};
+use ddpm_web::native::data::{DEFAULT_CACHE, load_mnist, split};
+use ddpm_web::native::evaluate::{ChunkCache, classify, conditional_accuracy, digits_to_values};
+use ddpm_web::diffusion::sampling::{ClassChoice, Method, SampleSettings, Sampler};
 
 mod common;
 use common::shipped_models as models;
@@ -64,6 +64,8 @@ fn small_evaluation_catches_regressions() {
 /// WebGPU and the CPU fallback reproduce this native trajectory (tests/fixtures/sampler-ddim.json).
 #[derive(serde::Serialize, serde::Deserialize)]
 struct SamplerFixture {
+    /// The U-Net the states were computed with: new weights need a new fixture.
+    weights_sha256: String,
     settings: SampleSettings,
     steps: usize,
     /// x after each step, [count * 784] each.
@@ -86,14 +88,14 @@ fn seeded_trajectory_matches_the_browser_fixture() {
     let mut sampler = Sampler::new(settings.clone(), &schedule, &device);
     let states: Vec<Vec<f32>> = (0..5).map(|_| sampler.step(&unet).unwrap().x.into_data().try_to_vec::<f32>().unwrap()).collect();
     if std::env::var("DDPM_UPDATE_FIXTURES").is_ok() {
-        let now = SamplerFixture { settings: settings.clone(), steps: 5, states: states.clone() };
+        let now = SamplerFixture { weights_sha256: common::shipped_unet_sha256(), settings: settings.clone(), steps: 5, states: states.clone() };
         std::fs::write(SAMPLER_FIXTURE, serde_json::to_string(&now).unwrap() + "\n").unwrap();
     }
     let fixture: SamplerFixture = serde_json::from_str(&std::fs::read_to_string(SAMPLER_FIXTURE).expect("DDPM_UPDATE_FIXTURES=1 writes it")).unwrap();
+    assert_eq!(fixture.weights_sha256, common::shipped_unet_sha256(), "the fixture was written with other weights: rewrite it");
     assert_eq!(fixture.settings, settings);
     for (k, (a, b)) in states.iter().zip(&fixture.states).enumerate() {
-        let d = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
-        assert!(d <= 1e-5, "step {}: native trajectory moved by {d} from the fixture (weights or sampler changed?)", k + 1);
+        common::tolerance::SAMPLER_STATE.check(&format!("step {}", k + 1), a, b).unwrap_or_else(|e| panic!("native trajectory moved from the fixture: {e} (sampler changed?)"));
     }
 }
 

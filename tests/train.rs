@@ -6,10 +6,10 @@ use std::path::PathBuf;
 
 use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use ddpm_web::config::DdpmConfig;
-use ddpm_web::model::{NULL_CLASS, PIXELS, UNet, UNetConfig};
-use ddpm_web::noise::NoiseSource;
-use ddpm_web::train::Trainer;
+use ddpm_web::app::config::DdpmConfig;
+use ddpm_web::nets::unet::{NULL_CLASS, PIXELS, UNet, UNetConfig};
+use ddpm_web::diffusion::noise::NoiseSource;
+use ddpm_web::native::train::Trainer;
 
 /// A tiny network and batch so a few steps take well under a second.
 fn tiny_config() -> DdpmConfig {
@@ -114,11 +114,11 @@ fn a_fine_tune_starts_from_the_given_weights() {
         base.step(&images, &labels);
     }
     let file = base_dir.join("start.bpk");
-    let bytes = ddpm_web::weights::encode_module(base.ema.clone(), false).unwrap();
+    let bytes = ddpm_web::app::weights::encode_module(base.ema.clone(), false).unwrap();
     std::fs::write(&file, &bytes).unwrap();
     let mut cfg = base_cfg.clone();
     cfg.train.label_dropout = 0.5;
-    cfg.train.init = Some(ddpm_web::config::InitWeights { file: file.display().to_string(), sha256: ddpm_web::weights::sha256_hex(&bytes) });
+    cfg.train.init = Some(ddpm_web::app::config::InitWeights { file: file.display().to_string(), sha256: ddpm_web::app::weights::sha256_hex(&bytes) });
     let dir = fresh_dir("finetune");
     let mut tune = Trainer::open(cfg.clone(), dir.clone(), Device::flex()).unwrap();
     let start = outputs(&tune);
@@ -136,7 +136,7 @@ fn a_fine_tune_starts_from_the_given_weights() {
     let err = Trainer::open(cfg.clone(), fresh_dir("finetune-other"), Device::flex()).err().expect("changed file refused");
     assert!(err.contains("SHA-256"), "{err}");
     // Label dropout 0.5 drops about half of the labels to the null class.
-    let batch = ddpm_web::train::make_batch(&DdpmConfig { train: ddpm_web::config::TrainConfig { batch_size: 2000, ..cfg.train.clone() }, ..cfg }, &images, &labels, 0);
+    let batch = ddpm_web::native::train::make_batch(&DdpmConfig { train: ddpm_web::app::config::TrainConfig { batch_size: 2000, ..cfg.train.clone() }, ..cfg }, &images, &labels, 0);
     let dropped = batch.labels.iter().filter(|&&l| l == NULL_CLASS as i64).count();
     assert!((900..=1100).contains(&dropped), "{dropped} of 2000 labels dropped");
     for d in [base_dir, dir] {

@@ -8,10 +8,10 @@ use std::time::Instant;
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
-use ddpm_web::classifier::Classifier;
-use ddpm_web::model::{NUM_DIGITS, PIXELS, UNet};
-use ddpm_web::sampling::{ClassChoice, Method, SampleSettings, Sampler};
-use ddpm_web::weights::{CLASSIFIER_FILE, MANIFEST, Manifest, UNET_FILE, load_module, load_unet};
+use ddpm_web::nets::classifier::Classifier;
+use ddpm_web::nets::unet::{NUM_DIGITS, PIXELS, UNet};
+use ddpm_web::diffusion::sampling::{ClassChoice, Method, SampleSettings, Sampler};
+use ddpm_web::app::weights::{CLASSIFIER_FILE, MANIFEST, Manifest, UNET_FILE, load_module, load_unet};
 
 fn main() {
     let mut steps = 20usize;

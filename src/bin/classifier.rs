@@ -13,12 +13,12 @@ use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use burn::nn::loss::CrossEntropyLossConfig;
-use ddpm_web::classifier::Classifier;
-use ddpm_web::evaluate::{classify, digits_to_values};
-use ddpm_web::data::{DEFAULT_CACHE, Digit, load_mnist, split};
-use ddpm_web::model::{IMAGE_SIZE, PIXELS};
-use ddpm_web::noise::NoiseSource;
-use ddpm_web::weights::{CLASSIFIER_FILE, CLASSIFIER_METRIC, encode_module, file_entry, load_module, update_manifest};
+use ddpm_web::nets::classifier::Classifier;
+use ddpm_web::native::evaluate::{classify, digits_to_values};
+use ddpm_web::native::data::{DEFAULT_CACHE, Digit, load_mnist, split};
+use ddpm_web::nets::unet::{IMAGE_SIZE, PIXELS};
+use ddpm_web::diffusion::noise::NoiseSource;
+use ddpm_web::app::weights::{CLASSIFIER_FILE, CLASSIFIER_METRIC, encode_module, file_entry, load_module, update_manifest};
 
 const SEED: u64 = 7;
 const BATCH: usize = 128;

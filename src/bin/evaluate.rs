@@ -32,15 +32,15 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::tensor::Device;
-use ddpm_web::classifier::Classifier;
-use ddpm_web::data::{DEFAULT_CACHE, load_mnist, split};
-use ddpm_web::evaluate::*;
-use ddpm_web::metrics::{STRAY_MARK_PIXELS, frechet_distance_of, stray_mark_share};
-use ddpm_web::model::{IMAGE_SIZE, PIXELS, UNet};
-use ddpm_web::noise::NoiseSource;
-use ddpm_web::sampling::{GuidanceInterval, Method};
-use ddpm_web::schedule::VarianceKind;
-use ddpm_web::weights::{CLASSIFIER_FILE, MANIFEST, Manifest, UNET_FILE, load_module, update_manifest, verify};
+use ddpm_web::nets::classifier::Classifier;
+use ddpm_web::native::data::{DEFAULT_CACHE, load_mnist, split};
+use ddpm_web::native::evaluate::*;
+use ddpm_web::diffusion::metrics::{STRAY_MARK_PIXELS, frechet_distance_of, stray_mark_share};
+use ddpm_web::nets::unet::{IMAGE_SIZE, PIXELS, UNet};
+use ddpm_web::diffusion::noise::NoiseSource;
+use ddpm_web::diffusion::sampling::{GuidanceInterval, Method};
+use ddpm_web::diffusion::schedule::VarianceKind;
+use ddpm_web::app::weights::{CLASSIFIER_FILE, MANIFEST, Manifest, UNET_FILE, load_module, update_manifest, verify};
 use serde_json::json;
 
 /// A sample counts as legible when the classifier reads it with at least this probability.

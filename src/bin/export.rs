@@ -17,13 +17,13 @@ use std::path::{Path, PathBuf};
 use burn::module::Module;
 use burn::store::ModuleRecord;
 use burn::tensor::{Bytes, Device, Int, Tensor, TensorData};
-use ddpm_web::config::DdpmConfig;
-use ddpm_web::data::{DEFAULT_CACHE, load_mnist, split};
-use ddpm_web::explain::{EXAMPLE_DIGITS_FILE, ExampleDigit};
-use ddpm_web::model::UNet;
-use ddpm_web::noise::NoiseSource;
-use ddpm_web::train::TrainState;
-use ddpm_web::weights::{
+use ddpm_web::app::config::DdpmConfig;
+use ddpm_web::native::data::{DEFAULT_CACHE, load_mnist, split};
+use ddpm_web::explain::compute::{EXAMPLE_DIGITS_FILE, ExampleDigit};
+use ddpm_web::nets::unet::UNet;
+use ddpm_web::diffusion::noise::NoiseSource;
+use ddpm_web::native::train::TrainState;
+use ddpm_web::app::weights::{
     CLASSIFIER_METRIC, FileEntry, MANIFEST, Manifest, StartingWeights, TrainingRecord, UNET_FILE, encode_module, load_module, sha256_hex,
 };
 

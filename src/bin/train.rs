@@ -18,9 +18,9 @@ use std::time::Instant;
 
 use burn::module::Module;
 use burn::tensor::Device;
-use ddpm_web::config::{DdpmConfig, InitWeights};
-use ddpm_web::data::{DEFAULT_CACHE, load_mnist, split};
-use ddpm_web::train::{Clock, Trainer, to_training_arrays, write_sample_grid};
+use ddpm_web::app::config::{DdpmConfig, InitWeights};
+use ddpm_web::native::data::{DEFAULT_CACHE, load_mnist, split};
+use ddpm_web::native::train::{Clock, Trainer, to_training_arrays, write_sample_grid};
 use indicatif::{ProgressBar, ProgressStyle};
 
 struct Args {
@@ -118,7 +118,7 @@ fn run() -> Result<(), String> {
     }
     if let Some(file) = &args.init {
         let bytes = std::fs::read(file).map_err(|e| format!("{file}: {e}"))?;
-        cfg.train.init = Some(InitWeights { file: file.clone(), sha256: ddpm_web::weights::sha256_hex(&bytes) });
+        cfg.train.init = Some(InitWeights { file: file.clone(), sha256: ddpm_web::app::weights::sha256_hex(&bytes) });
     }
     let device = device(&args.device)?;
     let digits = load_mnist(std::path::Path::new(DEFAULT_CACHE)).map_err(|e| e.to_string())?;

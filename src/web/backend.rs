@@ -10,7 +10,7 @@ use js_sys::Reflect;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 
-use crate::protocol::{BackendInfo, BackendKind, BackendPreference};
+use crate::app::protocol::{BackendInfo, BackendKind, BackendPreference};
 
 /// The device a worker computes on, and how the page describes it.
 #[derive(Clone)]

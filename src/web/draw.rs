@@ -1,13 +1,13 @@
 //! Drawing into the explainer's canvases from its worker: the page hands each canvas over once
-//! (`transferControlToOffscreen`), and images, charts (laid out by `crate::plot`) and the 2-D
+//! (`transferControlToOffscreen`), and images, charts (laid out by `crate::explain::plot`) and the 2-D
 //! score fields are drawn here.
 
 use wasm_bindgen::{Clamped, JsCast};
 use web_sys::{ImageData, OffscreenCanvas, OffscreenCanvasRenderingContext2d};
 
-use crate::plot::{Chart, Frame, format_tick};
-use crate::toy::{EXTENT, FIELD_GRID, Mixture2d, field_points};
-use crate::image::grid_rgba;
+use crate::explain::plot::{Chart, Frame, format_tick};
+use crate::toy::mixture::{EXTENT, FIELD_GRID, Mixture2d, field_points};
+use crate::app::image::grid_rgba;
 
 type Ctx = OffscreenCanvasRenderingContext2d;
 

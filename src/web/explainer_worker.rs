@@ -1,5 +1,5 @@
 //! The explainer's worker: every number and figure of the explainer page is computed here from
-//! the shipped model (`crate::explain`) and drawn into the canvases the page handed over. The
+//! the shipped model (`crate::explain::compute`) and drawn into the canvases the page handed over. The
 //! ELBO sweep is split into chunks of t that any worker of the page's pool computes.
 
 use std::cell::RefCell;
@@ -11,20 +11,20 @@ use web_sys::OffscreenCanvas;
 
 use super::draw::{Canvases, draw_chart, draw_field, draw_image, draw_paths};
 use super::session::{Session, read_f32};
-use crate::controls::{ExplainerQuery, Limits};
-use crate::elbo::bits_per_dim;
-use crate::explain::{
+use crate::app::controls::{ExplainerQuery, Limits};
+use crate::diffusion::elbo::bits_per_dim;
+use crate::explain::compute::{
     ElboSummary, ExampleDigit, elbo_summary, elbo_terms, elbo_weighting, forward_sample, l2_distance, log_spaced_indices, loss_weights,
     max_abs_diff, parse_example_digits, prior_term, rmse, running_sum, schedule_curves, signed_for_display, step_views, tweedie_error,
 };
-use crate::model::{NULL_CLASS, PIXELS};
-use crate::plot::{Axis, Chart, Scale, Series};
-use crate::protocol::{BackendInfo, WeightFiles};
-use crate::noise::NoiseSource;
-use crate::schedule::{NoiseSchedule, ScheduleKind, VarianceKind};
-use crate::solver::Method;
-use crate::weights::StepsTable;
-use crate::toy::{MarginalCheck, Mixture2d, check_marginals, field_points, mean_distance, normal_points, points_at};
+use crate::nets::unet::{NULL_CLASS, PIXELS};
+use crate::explain::plot::{Axis, Chart, Scale, Series};
+use crate::app::protocol::{BackendInfo, WeightFiles};
+use crate::diffusion::noise::NoiseSource;
+use crate::diffusion::schedule::{NoiseSchedule, ScheduleKind, VarianceKind};
+use crate::diffusion::solver::Method;
+use crate::app::weights::StepsTable;
+use crate::toy::mixture::{MarginalCheck, Mixture2d, check_marginals, field_points, mean_distance, normal_points, points_at};
 
 /// Timesteps at which Tweedie's error is measured (one batched model call).
 const TWEEDIE_POINTS: usize = 25;
@@ -242,7 +242,7 @@ impl ExplainerWorker {
                 }
                 let mut state = self.state.borrow_mut();
                 let state = state.as_mut().unwrap();
-                state.x0 = crate::image::from_pixels(&levels);
+                state.x0 = crate::app::image::from_pixels(&levels);
                 Ok(ExplainerReply::Selected { x0: state.x0.clone() })
             }
             ExplainerRequest::Forward { t, seed } => self.forward(t, seed).await,

@@ -1,7 +1,7 @@
 //! Browser only: the workers that run all model work (the sampling page's [`SamplerWorker`], the
 //! explainer's [`ExplainerWorker`]), their backend and weights, and drawing into the explainer's
 //! offscreen canvases. The pages' own threads load no wasm: they send typed requests
-//! (`crate::protocol`) and draw what comes back. Tensors are read only with
+//! (`crate::app::protocol`) and draw what comes back. Tensors are read only with
 //! `into_data_async().await`.
 
 use wasm_bindgen::prelude::*;

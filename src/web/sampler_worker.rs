@@ -9,12 +9,12 @@ use serde_bytes::ByteBuf;
 use wasm_bindgen::prelude::*;
 
 use super::session::{Session, read_f32};
-use crate::controls::{Controls, Limits, View};
-use crate::model::{IMAGE_SIZE, NULL_CLASS, NUM_DIGITS, PIXELS};
-use crate::protocol::{BackendPreference, FramePart, ParsedQuery, SamplerReply, SamplerRequest, Tile};
-use crate::sampling::{SampleSettings, Sampler};
-use crate::image::{grid_shape, strip_rgba, tile_rgba, values_from_grid_rgba};
-use crate::trajectory::{Frame, Trajectory};
+use crate::app::controls::{Controls, Limits, View};
+use crate::nets::unet::{IMAGE_SIZE, NULL_CLASS, NUM_DIGITS, PIXELS};
+use crate::app::protocol::{BackendPreference, FramePart, ParsedQuery, SamplerReply, SamplerRequest, Tile};
+use crate::diffusion::sampling::{SampleSettings, Sampler};
+use crate::app::image::{grid_shape, strip_rgba, tile_rgba, values_from_grid_rgba};
+use crate::app::trajectory::{Frame, Trajectory};
 
 /// A run's share: the sampler and where its cells sit in the whole grid.
 struct Run {

@@ -5,12 +5,12 @@
 use burn::tensor::Tensor;
 
 use super::backend::{Backend, init_backend};
-use crate::classifier::Classifier;
-use crate::config::DdpmConfig;
-use crate::model::UNet;
-use crate::protocol::{BackendPreference, WeightFiles};
-use crate::schedule::NoiseSchedule;
-use crate::weights::{CLASSIFIER_FILE, Manifest, UNET_FILE, load_module, load_unet, verify};
+use crate::nets::classifier::Classifier;
+use crate::app::config::DdpmConfig;
+use crate::nets::unet::UNet;
+use crate::app::protocol::{BackendPreference, WeightFiles};
+use crate::diffusion::schedule::NoiseSchedule;
+use crate::app::weights::{CLASSIFIER_FILE, Manifest, UNET_FILE, load_module, load_unet, verify};
 
 pub struct Session {
     pub backend: Backend,

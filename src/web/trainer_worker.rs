@@ -1,5 +1,5 @@
 //! The explainer's training worker (section 7): trains the 2-D denoiser with
-//! `crate::toy_train` on this worker's backend, a chunk of steps per request so that the page
+//! `crate::toy::train` on this worker's backend, a chunk of steps per request so that the page
 //! can show progress and stop, and draws the loss, the learned and exact score fields and the
 //! model's samples into the canvases the page handed over.
 
@@ -13,16 +13,16 @@ use web_sys::OffscreenCanvas;
 use super::backend::{Backend, init_backend};
 use super::draw::{Canvases, draw_chart, draw_field, draw_paths};
 use super::session::read_f32;
-use crate::objective::{Prediction, elbo_x0_weight};
-use crate::plot::{Axis, Chart, Scale, Series};
-use crate::protocol::{BackendInfo, BackendPreference};
-use crate::schedule::{NoiseSchedule, ScheduleKind};
-use crate::noise::NoiseSource;
-use crate::schedule::VarianceKind;
-use crate::solver::Method;
-use crate::toy::{EXTENT, MarginalCheck, check_marginals, field_points, normal_points, points_at};
-use crate::toy_train::{DRAWN_POINTS, FitCheck, ToySettings, ToyTarget, ToyTrainer, check_fit};
-use crate::toy_model::ToyDenoiser;
+use crate::diffusion::objective::{Prediction, elbo_x0_weight};
+use crate::explain::plot::{Axis, Chart, Scale, Series};
+use crate::app::protocol::{BackendInfo, BackendPreference};
+use crate::diffusion::schedule::{NoiseSchedule, ScheduleKind};
+use crate::diffusion::noise::NoiseSource;
+use crate::diffusion::schedule::VarianceKind;
+use crate::diffusion::solver::Method;
+use crate::toy::mixture::{EXTENT, MarginalCheck, check_marginals, field_points, normal_points, points_at};
+use crate::toy::train::{DRAWN_POINTS, FitCheck, ToySettings, ToyTarget, ToyTrainer, check_fit};
+use crate::nets::mlp::ToyDenoiser;
 
 const COLORS: [&str; 4] = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"];
 /// Steps one `Train` request may ask for: a chunk is short, so Stop and the page's progress
@@ -59,7 +59,7 @@ pub enum TrainerReply {
     /// The rules the section's controls follow, defined here once.
     Ready {
         backend: BackendInfo,
-        presets: Vec<Choice<crate::toy_train::ToyPreset>>,
+        presets: Vec<Choice<crate::toy::train::ToyPreset>>,
         predictions: Vec<Choice<Prediction>>,
         settings: ToySettings,
         parameters: usize,
@@ -135,7 +135,7 @@ impl TrainerWorker {
             *self.backend.borrow_mut() = Some(backend);
             return Ok(TrainerReply::Ready {
                 backend: info,
-                presets: crate::toy_train::ToyPreset::ALL.iter().map(|&p| Choice { value: p, label: p.label().into(), help: String::new() }).collect(),
+                presets: crate::toy::train::ToyPreset::ALL.iter().map(|&p| Choice { value: p, label: p.label().into(), help: String::new() }).collect(),
                 predictions: Prediction::ALL.iter().map(|&p| Choice { value: p, label: p.label().into(), help: p.help().into() }).collect(),
                 settings: ToySettings::default(),
                 parameters,

@@ -1,13 +1,15 @@
 //! Helpers the native test files share: the CPU device, tensor reads, and the shipped weights.
 #![allow(dead_code)] // each test file uses its own subset
 
+pub mod tolerance;
+
 use std::path::Path;
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
-use ddpm_web::classifier::Classifier;
-use ddpm_web::model::UNet;
-use ddpm_web::weights::{CLASSIFIER_FILE, MANIFEST, Manifest, UNET_FILE, load_module, verify};
+use ddpm_web::nets::classifier::Classifier;
+use ddpm_web::nets::unet::UNet;
+use ddpm_web::app::weights::{CLASSIFIER_FILE, MANIFEST, Manifest, UNET_FILE, load_module, verify};
 
 pub fn dev() -> Device {
     Device::flex()
@@ -16,6 +18,11 @@ pub fn dev() -> Device {
 /// A tensor's values on the host (native code may read synchronously).
 pub fn read<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data().try_to_vec::<f32>().unwrap()
+}
+
+/// The SHA-256 of the shipped U-Net, which fixtures that depend on the weights record.
+pub fn shipped_unet_sha256() -> String {
+    shipped_manifest().file(UNET_FILE).unwrap().sha256.clone()
 }
 
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {

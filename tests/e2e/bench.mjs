@@ -107,9 +107,31 @@ await withPage(browser, async (page) => {
   await page.goto(`${base}/explainer.html?backend=cpu&digit=3&t=200${env.BENCH_WORKERS ? `&workers=${env.BENCH_WORKERS}` : ""}`);
   await waitState(page, ["ready", "error"], 5 * 60 * 1000);
   const since = await page.evaluate(() => performance.now());
+  // While the sweep runs: arrow keys on the t slider, each timed from the key event's creation to
+  // the slider's input handler (the value shown) and to the next frame painted after it.
+  await page.evaluate(() => {
+    window.keyLatency = [];
+    const t = document.getElementById("t");
+    let pressed = null;
+    t.addEventListener("keydown", (e) => { pressed = e.timeStamp; }, { capture: true });
+    t.addEventListener("input", () => {
+      if (pressed === null) return;
+      const start = pressed, shown = performance.now();
+      pressed = null;
+      requestAnimationFrame(() => requestAnimationFrame(() => window.keyLatency.push({ input: shown - start, frame: performance.now() - start })));
+    });
+  });
+  await page.focus("#t");
+  for (let k = 0; k < 10; k++) {
+    if (await page.evaluate(() => document.getElementById("elbo").dataset.ready === "1")) break;
+    await page.keyboard.press(k % 2 ? "ArrowLeft" : "ArrowRight");
+    await page.waitForTimeout(250);
+  }
   await page.waitForFunction(() => document.getElementById("elbo").dataset.ready === "1" || document.body.dataset.state === "error", null, { timeout: 10 * 60 * 1000 });
-  const r = await page.evaluate(() => ({ seconds: window.explainer.results.elboSeconds, workers: window.explainer.workers }));
+  const r = await page.evaluate(() => ({ seconds: window.explainer.results.elboSeconds, workers: window.explainer.workers, keys: window.keyLatency }));
   console.log(`explainer, cpu, ${r.workers} workers: full ELBO sweep (1000 terms) ${r.seconds?.toFixed(2)} s; longest main-thread task from ready to the sweep's end ${(await longestSince(page, since)).toFixed(0)} ms`);
+  const worst = (key) => Math.max(0, ...r.keys.map((k) => k[key]));
+  console.log(`explainer, cpu: t slider during the sweep, ${r.keys.length} arrow keys: key to value shown at most ${worst("input").toFixed(0)} ms, key to the next painted frame at most ${worst("frame").toFixed(0)} ms`);
 });
 await browser.close();
 server.close();

@@ -1,7 +1,9 @@
-// Both pages on a phone (390x844) and a desktop (1280x800): no horizontal scrolling, and an
-// automated accessibility scan (axe-core) with no serious or critical violation; then both pages
-// reload with the network off (the deploy build's service worker), and a new build replaces the
-// cached one.
+// Both pages on a phone (390x844) and a desktop (1280x800): no horizontal scrolling; every control
+// has a name in the browser's accessibility tree (what a screen reader announces); every visible
+// text meets WCAG AA contrast against its background; an automated accessibility scan (axe-core)
+// finds no serious or critical violation. Then both pages reload with the network off (the deploy
+// build's service worker), and a new build replaces the cached one. The desktop screenshots are
+// the README's (docs/images/).
 //   node tests/e2e/layout.mjs            (after scripts/build-web.sh)
 import path from "node:path";
 import fs from "node:fs";
@@ -9,7 +11,55 @@ import { createRequire } from "node:module";
 import { artifacts, assert, launchBrowser, startServer, testRunner, waitState } from "./harness.mjs";
 
 const axePath = createRequire(import.meta.url).resolve("axe-core/axe.min.js");
+const readmeImages = path.join(root, "docs", "images");
 fs.mkdirSync(artifacts, { recursive: true });
+fs.mkdirSync(readmeImages, { recursive: true });
+
+// Controls without a name in Chromium's accessibility tree (the tree itself, through the DevTools
+// protocol, not a scanner's reading of the DOM): an <input> inside a <label> that also holds an
+// <output> is named by nothing, for example.
+const CONTROL_ROLES = new Set(["slider", "spinbutton", "combobox", "textbox", "searchbox", "checkbox", "radio", "switch", "button", "listbox", "menuitem", "tab"]);
+async function unnamedControls(page) {
+  const cdp = await page.context().newCDPSession(page);
+  try {
+    const { nodes } = await cdp.send("Accessibility.getFullAXTree");
+    return nodes.filter((n) => !n.ignored && CONTROL_ROLES.has(n.role?.value) && !String(n.name?.value ?? "").trim())
+      .map((n) => `${n.role.value} with value ${JSON.stringify(n.value?.value ?? "")}`);
+  } finally { await cdp.detach(); }
+}
+
+// Every element with visible text of its own, against the first opaque background behind it
+// (alpha-composited up the tree onto the page's white): WCAG 2.x contrast, 4.5:1 for text and 3:1
+// for large text (24 px, or 18.66 px bold). Disabled controls are exempt (WCAG 1.4.3).
+function lowContrastTexts() {
+  const parse = (c) => { const m = c.match(/rgba?\(([^)]+)\)/); if (!m) return [0, 0, 0, 0]; const v = m[1].split(/[ ,\/]+/).filter(Boolean).map(Number); return [v[0], v[1], v[2], v.length > 3 ? v[3] : 1]; };
+  const over = (top, bottom) => { const a = top[3]; return [0, 1, 2].map((k) => top[k] * a + bottom[k] * (1 - a)).concat(1); };
+  const channel = (v) => { v /= 255; return v <= 0.04045 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+  const luminance = (c) => 0.2126 * channel(c[0]) + 0.7152 * channel(c[1]) + 0.0722 * channel(c[2]);
+  const background = (el) => {
+    const layers = [];
+    for (let e = el; e; e = e.parentElement) {
+      const c = parse(getComputedStyle(e).backgroundColor);
+      if (c[3] > 0) { layers.push(c); if (c[3] >= 1) break; }
+    }
+    return layers.reverse().reduce((below, layer) => over(layer, below), [255, 255, 255, 1]);
+  };
+  const failures = [];
+  for (const el of document.querySelectorAll("body *")) {
+    if (["SCRIPT", "STYLE", "OPTION", "CANVAS", "svg"].includes(el.tagName)) continue;
+    const text = [...el.childNodes].filter((n) => n.nodeType === Node.TEXT_NODE).map((n) => n.textContent).join("").trim();
+    if (!text || el.closest(":disabled, [hidden], [aria-hidden=true]")) continue;
+    const style = getComputedStyle(el);
+    if (style.visibility !== "visible" || el.getClientRects().length === 0) continue;
+    const fg = over(parse(style.color), background(el));
+    const [l1, l2] = [luminance(fg), luminance(background(el))].sort((a, b) => b - a);
+    const ratio = (l1 + 0.05) / (l2 + 0.05);
+    const size = parseFloat(style.fontSize), bold = Number(style.fontWeight) >= 700;
+    const needed = size >= 24 || (bold && size >= 18.66) ? 3 : 4.5;
+    if (ratio < needed) failures.push(`${ratio.toFixed(2)}:1 (needs ${needed}) "${text.slice(0, 40)}" in <${el.tagName.toLowerCase()}${el.id ? "#" + el.id : ""}${el.className ? "." + String(el.className).split(" ")[0] : ""}>`);
+  }
+  return failures;
+}
 const { server, base, rewrites } = await startServer();
 const browser = await launchBrowser();
 const { test, finish } = testRunner();
@@ -35,10 +85,23 @@ for (const [pageName, spec] of Object.entries(PAGES)) {
         }
         const widths = await page.evaluate(() => ({ page: document.documentElement.scrollWidth, view: window.innerWidth }));
         await page.screenshot({ path: path.join(artifacts, `${pageName}-${screen}.png`), fullPage: true });
+        if (screen === "desktop") await page.screenshot({ path: path.join(readmeImages, `${pageName}-desktop.png`) });
         assert(widths.page <= widths.view, `${pageName} on a ${screen}: ${widths.page} px wide in a ${widths.view} px window`);
         // Every canvas says what it shows.
         const unnamed = await page.evaluate(() => [...document.querySelectorAll("canvas")].filter((c) => !c.getAttribute("aria-label")).map((c) => c.id));
         assert(unnamed.length === 0, `canvases without a name: ${unnamed}`);
+        const nameless = await unnamedControls(page);
+        assert(nameless.length === 0, `controls without an accessible name: ${nameless.join(", ")}`);
+        const faint = await page.evaluate(lowContrastTexts);
+        assert(faint.length === 0, `text under WCAG AA contrast: ${faint.slice(0, 8).join(" | ")}`);
+        // The same while every section's figures are being recomputed (their dimmed style).
+        const dimmed = await page.evaluate((check) => {
+          const sections = [...document.querySelectorAll("[data-ready]")];
+          const was = sections.map((e) => e.dataset.ready);
+          sections.forEach((e) => { e.dataset.ready = "0"; });
+          try { return (0, eval)(`(${check})`)(); } finally { sections.forEach((e, k) => { e.dataset.ready = was[k]; }); }
+        }, lowContrastTexts.toString());
+        assert(dimmed.length === 0, `text under WCAG AA contrast while recomputing: ${dimmed.slice(0, 8).join(" | ")}`);
         await page.addScriptTag({ path: axePath });
         const violations = await page.evaluate(async () => (await window.axe.run(document, { resultTypes: ["violations"] })).violations
           .filter((v) => v.impact === "serious" || v.impact === "critical")

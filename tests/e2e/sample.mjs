@@ -66,19 +66,42 @@ await test("samples_digit_7_with_dpm_solver_in_10_steps_on_the_cpu", async () =>
 await test("out_of_range_url_parameters_get_a_message_and_defaults", () => withPage(async (page) => {
   await page.goto(`${base}/?digit=12&count=5&seed=-3&backend=tpu`);
   await waitState(page, ["ready", "error"], 5 * 60 * 1000);
-  const message = await page.textContent("#message");
-  for (const part of ["digit=12", "count=5", "seed=-3", "backend=tpu"]) assert(message.includes(part), `message lacks ${part}: ${message}`);
+  const message = await page.textContent("#notice");
+  for (const part of ["digit=12", "count=5", "seed=-3", "backend=tpu"]) assert(message.includes(part), `notice lacks ${part}: ${message}`);
   assert(await page.inputValue("#digit") === "any", "digit did not fall back to its default");
   // Values the old page let through are refused on the URL and on Start alike.
   await page.goto(`${base}/?steps=1&backend=cpu&seed=${"9".repeat(10000)}`);
   await waitState(page, ["ready", "error"], 5 * 60 * 1000);
-  const bounded = await page.textContent("#message");
-  assert(bounded.includes("steps") && bounded.length < 400, `message of ${bounded.length} characters: ${bounded.slice(0, 200)}`);
+  const bounded = await page.textContent("#notice");
+  assert(bounded.includes("steps") && bounded.length < 400, `notice of ${bounded.length} characters: ${bounded.slice(0, 200)}`);
   assert(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth), "a long URL value widened the page");
   await page.$eval("#seed", (el) => { el.value = ""; });
   await page.click("#start");
   await page.waitForFunction(() => document.getElementById("message").textContent.startsWith("Not started"), null, { timeout: 60 * 1000 });
   assert(await page.evaluate(() => document.body.dataset.state) === "ready", "an empty seed started a run");
+}));
+
+// A link with a wrong value that starts at once: the correction stays readable through the run it
+// started and after it, until the reader sets a control.
+await test("a_correction_stays_visible_while_the_run_it_started_proceeds", () => withPage(async (page, errors) => {
+  await page.goto(`${base}/?steps=1&count=1&backend=cpu&start=1`);
+  await waitState(page, ["sampling", "done", "error"], 5 * 60 * 1000);
+  const during = [];
+  while (await page.evaluate(() => document.body.dataset.state) === "sampling") {
+    during.push(await page.evaluate(() => ({ notice: document.getElementById("notice").hidden ? "" : document.getElementById("notice").textContent, step: document.body.dataset.step })));
+    await page.waitForTimeout(200);
+  }
+  assert(await page.evaluate(() => document.body.dataset.state) === "done", await page.textContent("#message"));
+  assert(during.length > 0, "the run was never seen in progress");
+  const lost = during.filter((d) => !d.notice.includes("steps=1"));
+  assert(lost.length === 0, `the correction disappeared during the run at step(s) ${lost.map((d) => d.step)}`);
+  assert((await page.textContent("#notice")).includes("steps=1") && await page.isVisible("#notice"), "the correction is gone after the run");
+  assert((await page.inputValue("#steps")) === "50", "steps did not fall back to its default");
+  await setControl(page, "seed", 2);
+  await page.$eval("#seed", (el) => el.dispatchEvent(new Event("change", { bubbles: true })));
+  assert(!(await page.isVisible("#notice")), "the notice outlived the reader's own change");
+  assert(errors.length === 0, `console errors: ${errors.join(" | ")}`);
+  console.log(`  notice seen at ${during.length} moments of the run: ${during[0].notice}`);
 }));
 
 // "Any digit" (the default) draws one label per image from the seed and guides each image to it;
@@ -221,9 +244,9 @@ await test("a_lost_webgpu_device_is_recovered_without_a_reload", () => withPage(
   assert(await page.evaluate(() => document.body.dataset.backend) === "webgpu", "needs WebGPU (SwiftShader)");
   await page.evaluate(() => window.ddpm.loseDevice());
   await waitState(page, ["ready", "error"], 10 * 60 * 1000);
-  const message = await page.textContent("#message");
-  assert(await page.evaluate(() => document.body.dataset.state) === "ready", `not recovered: ${message}`);
-  assert(message.includes("WebGPU device was lost"), `message does not say what happened: ${message}`);
+  const message = await page.textContent("#notice");
+  assert(await page.evaluate(() => document.body.dataset.state) === "ready", `not recovered: ${await page.textContent("#message")}`);
+  assert(message.includes("WebGPU device was lost"), `the notice does not say what happened: ${message}`);
   console.log(`  after the loss: ${message} / ${await page.textContent("#backend")}`);
   await setControl(page, "sampler", "ddim");
   await setControl(page, "steps", 10);

@@ -13,6 +13,12 @@ function showMessage(text, error = false) {
   $("message").className = error ? "error" : "";
 }
 const showError = (e) => { showMessage(errorText(e), true); setState("error"); };
+// Corrections to the link and recoveries: a notice of their own that stays through the run it
+// precedes (the status line above it changes at every step), until the reader sets a control.
+function showNotice(lines) {
+  $("notice").textContent = lines.length ? lines.join(". ") + "." : "";
+  $("notice").hidden = lines.length === 0;
+}
 
 let assets = null;     // the compiled module and the weight files, fetched once
 let pool = null;
@@ -128,8 +134,8 @@ async function boot(notes = []) {
   $("backend").textContent = backendLine(backend, pool.size);
   $("backend").className = backend.fallback_reason ? "fallback" : "";
   $("load-progress").hidden = true;
-  const problems = recovering ? notes : [...notes, ...ready.page.problems];
-  showMessage(problems.length ? problems.join(". ") + "." : "Ready. Press Start.");
+  showNotice(recovering ? notes : [...notes, ...ready.page.problems]);
+  showMessage("Ready. Press Start.");
   $("start").disabled = false;
   setState("ready");
   return ready.page.options.start;
@@ -284,7 +290,10 @@ async function stripImage() {
   return new ImageData(new Uint8ClampedArray(strip.rgba.buffer, strip.rgba.byteOffset, strip.rgba.byteLength), strip.width, strip.height);
 }
 
-for (const name of CONTROL_NAMES) $(name).addEventListener("input", refreshControls);
+for (const name of CONTROL_NAMES) {
+  $(name).addEventListener("input", refreshControls);
+  $(name).addEventListener("change", () => showNotice([]));
+}
 $("start").addEventListener("click", () => {
   if (running || !pool) return;
   run().catch((e) => { running = false; showError(e); });

@@ -5,9 +5,30 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::DdpmConfig;
-use crate::protocol::BackendPreference;
-use crate::sampling::{ClassChoice, Method, SampleSettings};
+use crate::app::config::DdpmConfig;
+use crate::diffusion::sampling::{ClassChoice, Method, SampleSettings};
+
+/// Which backend the reader asked for (`?backend=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendPreference {
+    Auto,
+    #[serde(rename = "webgpu")]
+    WebGpu,
+    Cpu,
+}
+
+impl BackendPreference {
+    /// Parse the `backend` URL parameter; missing or empty means auto.
+    pub fn parse(value: Option<&str>) -> Result<Self, String> {
+        match value.map(str::trim).unwrap_or("") {
+            "" | "auto" => Ok(Self::Auto),
+            "webgpu" => Ok(Self::WebGpu),
+            "cpu" => Ok(Self::Cpu),
+            other => Err(format!("backend={} is not cpu or webgpu; chose automatically", echo(other))),
+        }
+    }
+}
 
 /// Longest echo of a reader's value in a message: a hostile URL cannot flood the page.
 pub const ECHO_CHARS: usize = 40;

@@ -3,9 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::UNetConfig;
-use crate::sampling::GuidanceInterval;
-use crate::schedule::{NoiseSchedule, ScheduleKind, VarianceKind};
+use crate::nets::unet::UNetConfig;
+use crate::diffusion::sampling::GuidanceInterval;
+use crate::diffusion::schedule::{NoiseSchedule, ScheduleKind, VarianceKind};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DdpmConfig {

@@ -1,6 +1,6 @@
 //! What a denoiser is trained to predict, what that choice weights, and one gradient step: the
-//! training objective shared by the digit U-Net (`crate::train`, natively) and the 2-D denoiser
-//! trained in the explainer's tab (`crate::toy_train`, natively and in wasm).
+//! training objective shared by the digit U-Net (`crate::native::train`, natively) and the 2-D denoiser
+//! trained in the explainer's tab (`crate::toy::train`, natively and in wasm).
 //!
 //! Given x_t = sqrt(a) x_0 + sqrt(1 - a) eps (Eq. 4, a = alpha_bar_t), a network may predict the
 //! noise eps (DDPM's choice, Eq. 14), the clean image x_0, or the velocity
@@ -16,8 +16,8 @@ use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
-use crate::diffusion::{eps_from_x0, gather, scale};
-use crate::schedule::NoiseSchedule;
+use crate::diffusion::process::{eps_from_x0, gather, scale};
+use crate::diffusion::schedule::NoiseSchedule;
 
 /// The network's output, and the regression target of its loss.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,7 +69,7 @@ impl Prediction {
         }
     }
 
-    /// The noise a prediction implies at x_t: what the samplers of `crate::solver` step with.
+    /// The noise a prediction implies at x_t: what the samplers of `crate::diffusion::solver` step with.
     pub fn to_eps(self, s: &NoiseSchedule, x_t: Tensor<4>, idx: &[usize], prediction: Tensor<4>) -> Tensor<4> {
         match self {
             Prediction::Noise => prediction,

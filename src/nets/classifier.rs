@@ -11,7 +11,7 @@ use burn::tensor::{Device, Tensor};
 use rand::rngs::ChaCha8Rng;
 use rand::{RngExt, SeedableRng};
 
-use crate::model::NUM_DIGITS;
+use crate::nets::unet::NUM_DIGITS;
 
 /// Width of the penultimate (feature) layer.
 pub const FEATURES: usize = 128;

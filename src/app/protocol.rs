@@ -5,30 +5,9 @@
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
-use crate::controls::{Controls, Limits, View};
-use crate::sampling::GuidanceInterval;
-
-/// Which backend the reader asked for (`?backend=`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BackendPreference {
-    Auto,
-    #[serde(rename = "webgpu")]
-    WebGpu,
-    Cpu,
-}
-
-impl BackendPreference {
-    /// Parse the `backend` URL parameter; missing or empty means auto.
-    pub fn parse(value: Option<&str>) -> Result<Self, String> {
-        match value.map(str::trim).unwrap_or("") {
-            "" | "auto" => Ok(Self::Auto),
-            "webgpu" => Ok(Self::WebGpu),
-            "cpu" => Ok(Self::Cpu),
-            other => Err(format!("backend={} is not cpu or webgpu; chose automatically", crate::controls::echo(other))),
-        }
-    }
-}
+pub use crate::app::controls::BackendPreference;
+use crate::app::controls::{Controls, Limits, View};
+use crate::diffusion::sampling::GuidanceInterval;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -128,7 +128,7 @@ pub fn frechet_distance_of(a: &[Vec<f32>], b: &[Vec<f32>]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::noise::NoiseSource;
+    use crate::diffusion::noise::NoiseSource;
 
     #[test]
     fn eigen_decomposition_reconstructs_the_matrix() {

@@ -17,14 +17,15 @@ use burn::store::ModuleRecord;
 use burn::tensor::{Bytes, Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use crate::config::DdpmConfig;
-use crate::data::Digit;
-use crate::diffusion::q_sample;
-use crate::model::{IMAGE_SIZE, NULL_CLASS, NUM_DIGITS, PIXELS, UNet};
-use crate::noise::NoiseSource;
-use crate::objective::{Prediction, descend, mse};
-use crate::sampling::{ClassChoice, Method, SampleSettings, Sampler, to_pixels};
-use crate::schedule::NoiseSchedule;
+use crate::app::config::DdpmConfig;
+use crate::native::data::Digit;
+use crate::diffusion::process::q_sample;
+use crate::nets::unet::{IMAGE_SIZE, NULL_CLASS, NUM_DIGITS, PIXELS, UNet};
+use crate::diffusion::noise::NoiseSource;
+use crate::diffusion::objective::{Prediction, descend, mse};
+use crate::app::image::to_pixels;
+use crate::diffusion::sampling::{ClassChoice, Method, SampleSettings, Sampler};
+use crate::diffusion::schedule::NoiseSchedule;
 
 /// Learning rate at `step`: linear warm-up, then cosine decay to 10% at the last step.
 pub fn learning_rate(cfg: &DdpmConfig, step: usize) -> f64 {
@@ -179,10 +180,10 @@ impl Trainer {
         // The starting weights matter only for a fresh run; a resumed one has its checkpoint.
         if let Some(init) = cfg.train.init.as_ref().filter(|_| !run.state().exists()) {
             let bytes = std::fs::read(&init.file).map_err(|e| format!("{}: {e}", init.file))?;
-            if crate::weights::sha256_hex(&bytes) != init.sha256 {
+            if crate::app::weights::sha256_hex(&bytes) != init.sha256 {
                 return Err(format!("{} changed since the run was planned (SHA-256 differs)", init.file));
             }
-            model = crate::weights::load_module(model, bytes).map_err(|e| format!("{}: {e}", init.file))?;
+            model = crate::app::weights::load_module(model, bytes).map_err(|e| format!("{}: {e}", init.file))?;
             ema = model.valid();
         }
         if run.state().exists() {

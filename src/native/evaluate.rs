@@ -7,14 +7,14 @@ use std::path::{Path, PathBuf};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::{Serialize, de::DeserializeOwned};
 
-use crate::classifier::Classifier;
-use crate::config::DdpmConfig;
-use crate::data::Digit;
-use crate::elbo::{TermBatch, bits_per_dim, prior_kl};
-use crate::model::{IMAGE_SIZE, NULL_CLASS, PIXELS, UNet};
-use crate::noise::NoiseSource;
-use crate::sampling::{ClassChoice, GuidanceInterval, Method, SampleSettings, Sampler};
-use crate::schedule::VarianceKind;
+use crate::nets::classifier::Classifier;
+use crate::app::config::DdpmConfig;
+use crate::native::data::Digit;
+use crate::diffusion::elbo::{TermBatch, bits_per_dim, prior_kl};
+use crate::nets::unet::{IMAGE_SIZE, NULL_CLASS, PIXELS, UNet};
+use crate::diffusion::noise::NoiseSource;
+use crate::diffusion::sampling::{ClassChoice, GuidanceInterval, Method, SampleSettings, Sampler};
+use crate::diffusion::schedule::VarianceKind;
 
 /// Caches finished chunks as JSON files under one directory (keyed by the weights' checksum).
 pub struct ChunkCache {

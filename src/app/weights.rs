@@ -7,9 +7,9 @@ use burn::tensor::{Bytes, DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::config::DdpmConfig;
-use crate::model::UNet;
-use crate::sampling::GuidanceInterval;
+use crate::app::config::DdpmConfig;
+use crate::nets::unet::UNet;
+use crate::diffusion::sampling::GuidanceInterval;
 
 pub const MANIFEST: &str = "manifest.json";
 pub const UNET_FILE: &str = "unet.bpk";

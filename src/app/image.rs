@@ -3,7 +3,7 @@
 //! frames over time, single tiles. Platform-free, so every layout is tested natively; the
 //! browser only blits the RGBA these produce.
 
-use crate::model::{IMAGE_SIZE, PIXELS};
+use crate::nets::unet::{IMAGE_SIZE, PIXELS};
 
 /// 8-bit grey levels to model space.
 pub fn from_pixels(levels: &[u8]) -> Vec<f32> {

@@ -5,8 +5,8 @@
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
-use crate::diffusion::{StepOutput, ddim_step, ddpm_step, dpm_solver_2m_step};
-use crate::schedule::{NoiseSchedule, VarianceKind};
+use crate::diffusion::process::{StepOutput, ddim_step, ddpm_step, dpm_solver_2m_step};
+use crate::diffusion::schedule::{NoiseSchedule, VarianceKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]

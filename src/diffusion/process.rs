@@ -1,14 +1,14 @@
 //! The diffusion maths on tensors: forward process, posterior, the three parameterisations
 //! (noise eps, clean image x_0, score), and the reverse steps of DDPM and DDIM.
 //!
-//! Every function takes timestep indices `idx` (t = idx + 1, see `schedule`), one per sample in
+//! Every function takes timestep indices `idx` (t = idx + 1, see `crate::diffusion::schedule`), one per sample in
 //! the batch, so the same code serves a sampler (all samples at one t) and the ELBO (a batch
 //! spread over many t). Coefficients come from the f64 schedule on the host; when every sample
 //! shares one t they are applied as scalars, so sampling uploads nothing but noise.
 
 use burn::tensor::{Tensor, TensorData};
 
-use crate::schedule::{NoiseSchedule, VarianceKind};
+use crate::diffusion::schedule::{NoiseSchedule, VarianceKind};
 
 /// Multiply each sample of `x` ([n, c, h, w]) by its own coefficient.
 pub fn scale(x: Tensor<4>, coef: &[f64]) -> Tensor<4> {

@@ -1,4 +1,4 @@
-//! Training the 2-D denoiser (`crate::toy_model`) on a 2-D distribution in seconds: the
+//! Training the 2-D denoiser (`crate::nets::mlp`) on a 2-D distribution in seconds: the
 //! explainer's section 7 runs this code in a worker (WebGPU or the CPU), the native tests run the
 //! same code. Every target is a [`Mixture2d`] (the presets, and a drawn distribution: one small
 //! Gaussian per point placed), so the exact score is always there to compare with.
@@ -11,14 +11,14 @@ use burn::optim::{AdamConfig, ModuleOptimizer};
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use crate::diffusion::q_sample;
-use crate::metrics::sliced_wasserstein_2d;
-use crate::noise::NoiseSource;
-use crate::objective::{Prediction, descend, mse};
-use crate::schedule::NoiseSchedule;
-use crate::solver::Method;
-use crate::toy::{EXTENT, Mixture2d, field_points, normal_points, points_at, read_points, reverse_paths, upload_points};
-use crate::toy_model::ToyDenoiser;
+use crate::diffusion::process::q_sample;
+use crate::diffusion::metrics::sliced_wasserstein_2d;
+use crate::diffusion::noise::NoiseSource;
+use crate::diffusion::objective::{Prediction, descend, mse};
+use crate::diffusion::schedule::NoiseSchedule;
+use crate::diffusion::solver::Method;
+use crate::toy::mixture::{EXTENT, Mixture2d, field_points, normal_points, points_at, read_points, reverse_paths, upload_points};
+use crate::nets::mlp::ToyDenoiser;
 
 /// The ready-made targets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -278,7 +278,7 @@ impl TrainingFixture {
     const STEPS: usize = 40;
 
     pub async fn compute(device: &Device) -> Result<Self, String> {
-        let schedule = NoiseSchedule::new(crate::schedule::ScheduleKind::DDPM_LINEAR, 1000);
+        let schedule = NoiseSchedule::new(crate::diffusion::schedule::ScheduleKind::DDPM_LINEAR, 1000);
         let mut trainer = ToyTrainer::new(ToyPreset::Blobs.mixture(), ToySettings::default(), schedule.clone(), device);
         let losses: Vec<Tensor<1>> = (0..Self::STEPS).map(|_| trainer.train_step()).collect();
         let losses = Tensor::cat(losses, 0).into_data_async().await.map_err(|e| format!("reading a tensor failed: {e:?}"))?;
@@ -287,15 +287,8 @@ impl TrainingFixture {
         Ok(Self { losses, field })
     }
 
-    /// The largest relative difference of a loss, and the largest difference of an arrow
-    /// relative to the longest arrow.
-    pub fn differences(&self, other: &Self) -> (f64, f64) {
-        if self.losses.len() != other.losses.len() || self.field.len() != other.field.len() {
-            return (f64::INFINITY, f64::INFINITY);
-        }
-        let loss = self.losses.iter().zip(&other.losses).map(|(a, b)| (a - b).abs() / a.abs().max(1e-12)).fold(0.0, f64::max);
-        let longest = self.field.iter().map(|s| s[0].hypot(s[1])).fold(1e-12, f64::max);
-        let field = self.field.iter().zip(&other.field).map(|(a, b)| (a[0] - b[0]).hypot(a[1] - b[1]) / longest).fold(0.0, f64::max);
-        (loss, field)
+    /// Both coordinates of every arrow of the learned field, in order.
+    pub fn field_coordinates(&self) -> Vec<f64> {
+        self.field.iter().flat_map(|a| *a).collect()
     }
 }

@@ -10,8 +10,8 @@
 
 use burn::tensor::Tensor;
 
-use crate::diffusion::{gather, mean_from_eps, q_posterior_mean, q_sample, scale};
-use crate::schedule::{NoiseSchedule, VarianceKind};
+use crate::diffusion::process::{gather, mean_from_eps, q_posterior_mean, q_sample, scale};
+use crate::diffusion::schedule::{NoiseSchedule, VarianceKind};
 
 /// Pixels are 8-bit levels mapped to [-1, 1] as level / 127.5 - 1, so a bin is 2/255 wide.
 pub const BIN_HALF_WIDTH: f64 = 1.0 / 255.0;

@@ -1,8 +1,8 @@
 //! The kept trajectory of a sampling run as 8-bit grey frames, for replay and the strip download
-//! (laid out by `crate::image`).
+//! (laid out by `crate::app::image`).
 
-use crate::image::{strip_rgba, to_pixels};
-use crate::model::PIXELS;
+use crate::app::image::{strip_rgba, to_pixels};
+use crate::nets::unet::PIXELS;
 
 /// One drawn step: what was shown for every sample, and what the classifier read in x_0.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,12 +1,12 @@
 //! The 2-D denoiser the explainer trains in the tab: an MLP on (x_t, sinusoidal embedding of t),
-//! the usual network of 2-D diffusion demos. Plain Burn, like `crate::model`.
+//! the usual network of 2-D diffusion demos. Plain Burn, like `crate::nets::unet`.
 
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::activation::silu;
 use burn::tensor::{Device, Tensor};
 
-use crate::model::{seeded, sinusoidal_embedding};
+use crate::nets::unet::{seeded, sinusoidal_embedding};
 
 /// Width of the time embedding and of the hidden layers.
 pub const TIME_EMBEDDING: usize = 32;
@@ -33,7 +33,7 @@ impl ToyDenoiser {
         seeded(model, seed)
     }
 
-    /// The prediction at points `x` ([n, 2, 1, 1], the layout of `crate::diffusion`) and the
+    /// The prediction at points `x` ([n, 2, 1, 1], the layout of `crate::diffusion::process`) and the
     /// paper's t (1..=T, floats, [n]); what it predicts is the trainer's `Prediction`.
     pub fn forward(&self, x: Tensor<4>, t: Tensor<1>) -> Tensor<4> {
         let n = x.dims()[0];

@@ -5,12 +5,12 @@
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use crate::diffusion::guided_eps;
-use crate::model::{IMAGE_CHANNELS, IMAGE_SIZE, NULL_CLASS, NUM_DIGITS, PIXELS, UNet};
-use crate::noise::NoiseSource;
-use crate::schedule::NoiseSchedule;
-pub use crate::solver::Method;
-use crate::solver::ReverseSolver;
+use crate::diffusion::process::guided_eps;
+use crate::nets::unet::{IMAGE_CHANNELS, IMAGE_SIZE, NULL_CLASS, NUM_DIGITS, PIXELS, UNet};
+use crate::diffusion::noise::NoiseSource;
+use crate::diffusion::schedule::NoiseSchedule;
+pub use crate::diffusion::solver::Method;
+use crate::diffusion::solver::ReverseSolver;
 
 /// Which class the images are drawn from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -198,4 +198,3 @@ fn cell_noise(streams: &mut [NoiseSource], device: &Device) -> Tensor<4> {
     Tensor::from_data(TensorData::new(values, [streams.len(), IMAGE_CHANNELS, IMAGE_SIZE, IMAGE_SIZE]), device)
 }
 
-pub use crate::image::to_pixels;

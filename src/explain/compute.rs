@@ -8,13 +8,13 @@
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use crate::diffusion::{
+use crate::diffusion::process::{
     gather, mean_from_eps, mean_from_score, mean_from_x0, q_posterior_mean, q_sample, score_from_eps, tweedie_x0, x0_from_eps,
 };
-use crate::elbo::{TermBatch, prior_kl, sum_pixels};
-use crate::model::{IMAGE_SIZE, PIXELS, UNet};
-use crate::noise::NoiseSource;
-use crate::schedule::{NoiseSchedule, VarianceKind};
+use crate::diffusion::elbo::{TermBatch, prior_kl, sum_pixels};
+use crate::nets::unet::{IMAGE_SIZE, PIXELS, UNet};
+use crate::diffusion::noise::NoiseSource;
+use crate::diffusion::schedule::{NoiseSchedule, VarianceKind};
 
 /// The standard normal noise of timestep index `i` in draw `seed`: [1, 1, 28, 28] values.
 pub fn term_noise(seed: u64, i: usize) -> Vec<f32> {
@@ -156,7 +156,7 @@ pub struct ExampleDigit {
 impl ExampleDigit {
     /// Model space: level / 127.5 - 1, in [-1, 1] (as the training data).
     pub fn to_model_space(&self) -> Vec<f32> {
-        crate::image::from_pixels(&self.levels)
+        crate::app::image::from_pixels(&self.levels)
     }
 }
 
@@ -190,8 +190,8 @@ pub struct ElboSummary {
 /// The sweep's terms (index 0 is L_0, index t-1 is L_{t-1}) and prior in nats per image, summed
 /// into bits/dim.
 pub fn elbo_summary(term_nats: &[f64], prior_nats: f64, simple: &[f64]) -> ElboSummary {
-    let bits: Vec<f64> = term_nats.iter().map(|n| crate::elbo::bits_per_dim(*n, PIXELS)).collect();
-    let prior_bits = crate::elbo::bits_per_dim(prior_nats, PIXELS);
+    let bits: Vec<f64> = term_nats.iter().map(|n| crate::diffusion::elbo::bits_per_dim(*n, PIXELS)).collect();
+    let prior_bits = crate::diffusion::elbo::bits_per_dim(prior_nats, PIXELS);
     let sum: f64 = bits.iter().sum();
     ElboSummary {
         total_bits: sum + prior_bits,

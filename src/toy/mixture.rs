@@ -1,7 +1,7 @@
 //! A 2-D Gaussian mixture whose diffused marginals, score and posterior mean are known in closed
 //! form: the explainer draws the exact score field beside the one Tweedie's formula implies.
 //!
-//! The same exact noise prediction drives the samplers of `crate::solver` on the plane, where
+//! The same exact noise prediction drives the samplers of `crate::diffusion::solver` on the plane, where
 //! their output can be compared with the true distribution.
 //!
 //! Under q(x_t | x_0) = N(sqrt(a) x_0, (1 - a) I) (a = alpha_bar_t), a component N(mu, s^2 I) of
@@ -9,9 +9,9 @@
 
 use burn::tensor::{Device, Tensor, TensorData};
 
-use crate::noise::NoiseSource;
-use crate::schedule::NoiseSchedule;
-use crate::solver::{Method, ReverseSolver};
+use crate::diffusion::noise::NoiseSource;
+use crate::diffusion::schedule::NoiseSchedule;
+use crate::diffusion::solver::{Method, ReverseSolver};
 
 /// An isotropic 2-D Gaussian mixture: weights, means, standard deviations.
 #[derive(Debug, Clone)]
@@ -265,7 +265,7 @@ impl Mixture2d {
     }
 }
 
-/// Points as a [n, 2, 1, 1] tensor (the layout of `crate::diffusion`).
+/// Points as a [n, 2, 1, 1] tensor (the layout of `crate::diffusion::process`).
 pub fn upload_points(points: &[[f64; 2]], device: &Device) -> Tensor<4> {
     let flat: Vec<f32> = points.iter().flat_map(|p| [p[0] as f32, p[1] as f32]).collect();
     Tensor::<4>::from_data(TensorData::new(flat, [points.len(), 2, 1, 1]), device)
@@ -336,7 +336,7 @@ pub struct MarginalCheck {
 
 /// Compares the SDE's and the ODE's points at alpha_bar = `a` with exact draws of q_t.
 pub fn check_marginals(m: &Mixture2d, a: f64, sde: &[[f64; 2]], ode: &[[f64; 2]], rng: &mut NoiseSource) -> MarginalCheck {
-    use crate::metrics::sliced_wasserstein_2d;
+    use crate::diffusion::metrics::sliced_wasserstein_2d;
     let n = sde.len();
     let exact = m.sample_diffused(n, a, rng);
     let other = m.sample_diffused(n, a, rng);
@@ -362,11 +362,11 @@ impl PathsFixture {
 
     pub async fn compute(device: &Device) -> Result<Self, String> {
         let m = Mixture2d::example();
-        let schedule = NoiseSchedule::new(crate::schedule::ScheduleKind::DDPM_LINEAR, 1000);
+        let schedule = NoiseSchedule::new(crate::diffusion::schedule::ScheduleKind::DDPM_LINEAR, 1000);
         let starts = normal_points(Self::POINTS, &mut NoiseSource::new(99));
         let mut methods = Vec::new();
         for method in [
-            Method::Ddpm { variance: crate::schedule::VarianceKind::Beta },
+            Method::Ddpm { variance: crate::diffusion::schedule::VarianceKind::Beta },
             Method::Ddim { steps: 1000, eta: 0.0 },
             Method::DpmSolver2M { steps: 10 },
         ] {
@@ -377,20 +377,13 @@ impl PathsFixture {
         Ok(Self { methods })
     }
 
-    /// The largest coordinate difference from `other` (infinite when the layouts differ).
-    pub fn max_difference(&self, other: &Self) -> f64 {
-        if self.methods.len() != other.methods.len() {
-            return f64::INFINITY;
-        }
-        let mut worst = 0.0f64;
-        for ((m1, f1), (m2, f2)) in self.methods.iter().zip(&other.methods) {
-            if m1 != m2 || f1.len() != f2.len() {
-                return f64::INFINITY;
-            }
-            for (a, b) in f1.iter().flatten().zip(f2.iter().flatten()) {
-                worst = worst.max((a[0] - b[0]).abs()).max((a[1] - b[1]).abs());
-            }
-        }
-        worst
+    /// The methods and frame counts, which two fixtures must share to be compared.
+    pub fn layout(&self) -> Vec<(Method, Vec<usize>)> {
+        self.methods.iter().map(|(m, frames)| (*m, frames.iter().map(Vec::len).collect())).collect()
+    }
+
+    /// Every coordinate of every kept point, in order.
+    pub fn coordinates(&self) -> Vec<f64> {
+        self.methods.iter().flat_map(|(_, frames)| frames.iter().flatten().flat_map(|p| *p)).collect()
     }
 }

@@ -4,8 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::model::{NUM_DIGITS, PIXELS};
-use crate::noise::NoiseSource;
+use crate::nets::unet::{NUM_DIGITS, PIXELS};
+use crate::diffusion::noise::NoiseSource;
 
 /// Where `scripts/fetch-data.sh` unpacks the package.
 pub const DEFAULT_CACHE: &str = ".cache/mnist";
@@ -25,7 +25,7 @@ pub struct Digit {
 impl Digit {
     /// Model space: level / 127.5 - 1, in [-1, 1].
     pub fn to_model_space(&self) -> Vec<f32> {
-        crate::image::from_pixels(&self.pixels)
+        crate::app::image::from_pixels(&self.pixels)
     }
 }
 
