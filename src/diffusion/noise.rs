@@ -23,6 +23,13 @@ impl NoiseSource {
         Self::new(splitmix64(seed ^ splitmix64(cell as u64 ^ 0x6365_6C6C)))
     }
 
+    /// A second stream of cell `cell`, unrelated to [`NoiseSource::for_cell`]'s: what a
+    /// restoration uses to noise the given image, so that with nothing given its states draw
+    /// exactly the sampler's numbers.
+    pub fn for_constraint(seed: u64, cell: usize) -> Self {
+        Self::new(splitmix64(seed ^ splitmix64(cell as u64 ^ 0x6B6E_6F77)))
+    }
+
     /// The stream of training step `step` of a run seeded with `seed`: a run resumed from a
     /// checkpoint, or split into chunks, draws exactly what an unbroken one draws.
     pub fn for_step(seed: u64, step: usize) -> Self {

@@ -192,6 +192,44 @@ impl Sampler {
     }
 }
 
+/// The U-Net's noise prediction at any state and timestep, guided like the sampler's (one batch
+/// of conditional and unconditional halves where guidance applies): what restorations step with.
+pub struct GuidedDenoiser<'a> {
+    model: &'a UNet,
+    classes: Tensor<1, Int>,
+    guidance: f64,
+    interval: Option<GuidanceInterval>,
+    guided: bool,
+}
+
+impl<'a> GuidedDenoiser<'a> {
+    /// `labels`: the class of each image (`NULL_CLASS` for none, which is never guided).
+    pub fn new(model: &'a UNet, labels: &[usize], guidance: f64, interval: Option<GuidanceInterval>, device: &Device) -> Self {
+        let guided = guidance != 0.0 && labels.iter().all(|&l| l != NULL_CLASS);
+        let mut classes: Vec<i64> = labels.iter().map(|&l| l as i64).collect();
+        if guided {
+            classes.extend(std::iter::repeat_n(NULL_CLASS as i64, labels.len()));
+        }
+        let classes = Tensor::from_data(TensorData::new(classes.clone(), [classes.len()]), device);
+        Self { model, classes, guidance, interval, guided }
+    }
+
+    /// eps at state `x` ([n, 1, 28, 28]) and timestep index `i`.
+    pub fn eps(&self, x: Tensor<4>, i: usize) -> Tensor<4> {
+        let n = x.dims()[0];
+        let t = Tensor::<1>::from_data(TensorData::new(vec![(i + 1) as f32], [1]), &x.device());
+        let time = self.model.time_embedding(t);
+        let guide_here = self.guided && self.interval.is_none_or(|interval| interval.contains(i + 1));
+        if !guide_here {
+            let classes = self.model.class_embedding(self.classes.clone().narrow(0, 0, n), n);
+            return self.model.forward_conditioned(x, time + classes);
+        }
+        let classes = self.model.class_embedding(self.classes.clone(), 2 * n);
+        let eps = self.model.forward_conditioned(Tensor::cat(vec![x.clone(), x], 0), time + classes);
+        guided_eps(eps.clone().narrow(0, 0, n), eps.narrow(0, n, n), self.guidance)
+    }
+}
+
 /// One image of N(0, I) noise from each stream, stacked as [n, 1, 28, 28].
 fn cell_noise(streams: &mut [NoiseSource], device: &Device) -> Tensor<4> {
     let values: Vec<f32> = streams.iter_mut().flat_map(|s| s.normal(PIXELS)).collect();
