@@ -54,7 +54,7 @@ const jsDir = `js-${hashOf(files(path.join(dist, "js")))}`;
 const version = hashOf(files(dist));
 fs.writeFileSync(buildJs, written.replace(/version: "[^"]*"/, `version: "${version}"`));
 rename("js", jsDir);
-for (const page of ["index.html", "explainer.html"]) {
+for (const page of ["index.html", "explainer.html", "restore.html"]) {
   const file = path.join(dist, page);
   const html = fs.readFileSync(file, "utf8");
   const fixed = html.replace(/(["'])js\//g, `$1${jsDir}/`);

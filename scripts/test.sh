@@ -5,8 +5,9 @@
 #   3. the browser suite (wasm-bindgen-test in headless Chromium, WebGPU via SwiftShader and the
 #      CPU fallback), with the flags from webdriver.json;
 #   4. the end-to-end tests of the deployable site (scripts/build-web.sh): the sampler
-#      (tests/e2e/sample.mjs), the explainer (tests/e2e/explainer.mjs), and both on a phone and a
-#      desktop with the accessibility checks and an offline reload (tests/e2e/layout.mjs).
+#      (tests/e2e/sample.mjs), the explainer (tests/e2e/explainer.mjs), the restore page
+#      (tests/e2e/restore.mjs), and all three on a phone and a desktop with the accessibility
+#      checks and an offline reload (tests/e2e/layout.mjs).
 # Every suite runs even when an earlier one fails (cargo with --no-fail-fast); the summary at
 # the end names each failed suite and the exit status is non-zero when any failed.
 set -uo pipefail
@@ -37,6 +38,7 @@ e2e() {
   local status=0
   node tests/e2e/sample.mjs || status=1
   node tests/e2e/explainer.mjs || status=1
+  node tests/e2e/restore.mjs || status=1
   node tests/e2e/layout.mjs || status=1
   return $status
 }

@@ -7,6 +7,8 @@
 //!   (forward process, posteriors, the ELBO, solvers, objectives) and the reverse loop;
 //! - [`toy`]: the 2-D Gaussian mixture with its closed forms, and the in-tab trainer;
 //! - [`explain`]: what the explainer page computes and the layout of its charts;
+//! - [`restore`]: restoring and editing digits (inpainting, denoising, super-resolution,
+//!   sketch to digit, inversion), with the classic baselines they are compared with;
 //! - [`app`]: what pages and tools share: the configuration, the shipped weights, every
 //!   control's rule, the typed page <-> worker messages, image layouts and trajectories;
 //! - [`native`] (native only): data, training and evaluation for the command-line tools;
@@ -16,6 +18,7 @@ pub mod app;
 pub mod diffusion;
 pub mod explain;
 pub mod nets;
+pub mod restore;
 pub mod toy;
 
 #[cfg(not(target_family = "wasm"))]

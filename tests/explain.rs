@@ -123,6 +123,16 @@ fn shipped_example_digits_are_held_out_digits() {
         assert_eq!(held_out[d.held_out_index].pixels, d.levels, "digit {} is not held-out digit {}", d.label, d.held_out_index);
         assert!(train.iter().all(|t| t.pixels != d.levels), "digit {} is also a training digit", d.label);
     }
+    // The restore page's: ten of each label, label by label, each held out and never trained on.
+    let restore = parse_example_digits(&std::fs::read_to_string(Path::new("www").join(RESTORE_DIGITS_FILE)).unwrap()).unwrap();
+    assert_eq!(restore.len(), 10 * RESTORE_DIGITS_PER_LABEL);
+    for (k, d) in restore.iter().enumerate() {
+        assert_eq!(d.label, k / RESTORE_DIGITS_PER_LABEL, "restore digit {k}");
+        assert_eq!(held_out[d.held_out_index].pixels, d.levels, "restore digit {k} is not held-out digit {}", d.held_out_index);
+        assert!(train.iter().all(|t| t.pixels != d.levels), "restore digit {k} is also a training digit");
+    }
+    let distinct: std::collections::HashSet<usize> = restore.iter().map(|d| d.held_out_index).collect();
+    assert_eq!(distinct.len(), restore.len(), "a restore digit is repeated");
     assert!(parse_example_digits("[]").is_err());
     assert!(parse_example_digits(r#"[{"held_out_index":0,"label":3,"levels":[1,2]}]"#).unwrap_err().contains("28x28"));
 }

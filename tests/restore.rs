@@ -238,3 +238,196 @@ fn slerp_keeps_the_ends_and_the_norm_of_orthogonal_noises() {
     // midpoint keeps that norm, where a straight line would shrink it by about 1/sqrt(2).
     assert!((norm(&mid) / (0.5 * (norm(&a) + norm(&b))) - 1.0).abs() < 0.05, "{} vs {} and {}", norm(&mid), norm(&a), norm(&b));
 }
+
+// The restore page's operations (`restore::operation`), their baselines and controls.
+mod page {
+    use super::*;
+    use ddpm_web::app::restore_page::{RestoreControls, RestoreLimits, RestoreQuery};
+    use ddpm_web::nets::unet::{NULL_CLASS, PIXELS};
+    use ddpm_web::restore::baselines::*;
+    use ddpm_web::restore::damage::{Damage, damaged};
+    use ddpm_web::restore::operation::{Operation, RestoreRun, RestoreSettings, Task, respaced};
+
+    fn digit() -> Vec<f32> {
+        read(two_images()).into_iter().take(PIXELS).collect()
+    }
+
+    #[test]
+    fn damage_presets_erase_what_they_say() {
+        let missing = |d: Damage| d.mask(7).iter().filter(|m| **m == 0.0).count();
+        assert_eq!(missing(Damage::LeftHalf), 392);
+        assert_eq!(missing(Damage::TopHalf), 392);
+        assert_eq!(missing(Damage::CentreSquare), 14 * 14);
+        let random = missing(Damage::RandomPixels) as f64 / PIXELS as f64;
+        assert!((random - 0.7).abs() < 0.05, "{random}");
+        assert_eq!(Damage::RandomPixels.mask(7), Damage::RandomPixels.mask(7), "seeded");
+        assert!(missing(Damage::Scratch) > 60 && missing(Damage::Scratch) < 100);
+        for d in Damage::ALL {
+            assert_eq!(Damage::parse(d.key()), Some(d));
+        }
+        let mask = Damage::LeftHalf.mask(0);
+        let shown = damaged(&digit(), &mask);
+        assert!(shown.iter().zip(&mask).all(|(v, m)| *m == 1.0 || *v == -1.0));
+    }
+
+    #[test]
+    fn baselines_reproduce_what_they_can_exactly() {
+        // A horizontal ramp is harmonic: Laplace's fill of an interior hole gives it back.
+        let ramp: Vec<f32> = (0..PIXELS).map(|k| (k % 28) as f32 / 27.0 * 2.0 - 1.0).collect();
+        let filled = harmonic_fill(&ramp, &Damage::CentreSquare.mask(0));
+        Tolerance::new(0.0, 1e-3).check("harmonic fill of a ramp", &filled, &ramp).unwrap();
+        // Downsampling undoes spreading; constants survive every resize and blur.
+        let small: Vec<f32> = (0..49).map(|k| (k as f32 * 0.37).sin()).collect();
+        Tolerance::new(0.0, 1e-6).check("downsampling a spread image", &downsample(&upsample_nearest(&small, 4), 4), &small).unwrap();
+        let flat = vec![0.25f32; 49];
+        for (name, big) in [("bilinear", upsample_bilinear(&flat, 4)), ("bicubic", upsample_bicubic(&flat, 4))] {
+            Tolerance::new(0.0, 1e-5).check(name, &big, &vec![0.25; PIXELS]).unwrap();
+        }
+        Tolerance::new(0.0, 1e-5).check("blur of a constant", &gaussian_blur(&vec![0.5; PIXELS], 1.3), &vec![0.5; PIXELS]).unwrap();
+        assert_eq!(gaussian_blur(&ramp, 0.0), ramp);
+        // PSNR: 10 log10(4 / MSE) in dB.
+        let off: Vec<f32> = ramp.iter().map(|v| v + 0.02).collect();
+        assert!((psnr(&off, &ramp, None) - 10.0 * (4.0f64 / 0.0004).log10()).abs() < 1e-3);
+        assert!(psnr(&ramp, &ramp, None).is_infinite());
+    }
+
+    fn run_to_end(mut run: RestoreRun, model: &UNet) -> (Vec<f32>, usize) {
+        let mut moves = 0;
+        loop {
+            let inverted = run.needs_inverted().then(|| read(run.current()));
+            let class = run.class();
+            // As the worker does: the batch (2 digits while inverting, then the frames) sets the labels.
+            let mut eps = |x: Tensor<4>, i: usize| GuidedDenoiser::new(model, &vec![class.unwrap_or(NULL_CLASS); x.dims()[0]], 1.0, None, &dev()).eps(x, i);
+            if run.step(&mut eps, inverted.as_deref()).is_none() {
+                break;
+            }
+            moves += 1;
+        }
+        (read(run.current()), moves)
+    }
+
+    #[test]
+    fn every_operation_runs_its_moves_and_measures_against_the_original() {
+        let cfg = DdpmConfig::default();
+        let s = cfg.schedule();
+        let model = UNet::init_seeded(&cfg.model, 6, &dev());
+        let x = digit();
+        let other: Vec<f32> = x.iter().map(|v| -v).collect();
+        let tasks = [
+            Task::Inpaint { mask: Damage::TopHalf.mask(1), jump: 2, resamplings: 2 },
+            Task::Denoise { sigma: 0.4, samples: 3 },
+            Task::Superres { factor: 4 },
+            Task::Sketch { strength: 0.5 },
+            Task::Invert { other: other.clone(), frames: 4 },
+        ];
+        for task in tasks {
+            let op = task.operation();
+            let settings = RestoreSettings { task: task.clone(), class: Some(3), guidance: 1.0, steps: 8, seed: 2 };
+            let run = RestoreRun::new(settings, &x, &s, &dev()).unwrap();
+            let total = run.total_moves();
+            let (baselines, input) = (run.baselines.len(), run.input.clone());
+            let (out, moves) = run_to_end(run, &model);
+            assert_eq!(moves, total, "{op:?}: moves");
+            let count = match &task { Task::Denoise { samples, .. } => *samples, Task::Invert { frames, .. } => *frames, _ => 1 };
+            assert_eq!(out.len(), count * PIXELS, "{op:?}: images");
+            assert!(out.iter().all(|v| v.is_finite()));
+            match &task {
+                Task::Inpaint { mask, .. } => {
+                    for k in 0..PIXELS { if mask[k] == 1.0 { assert_eq!(out[k], x[k], "inpaint: known pixel {k}"); } }
+                    assert_eq!((baselines, input), (1, damaged(&x, mask)));
+                }
+                Task::Superres { factor } => {
+                    Tolerance::new(0.0, 1e-5).check("superres low-pass", &downsample(&out, *factor), &downsample(&x, *factor)).unwrap();
+                    assert_eq!(baselines, 2);
+                }
+                Task::Denoise { .. } => assert_eq!(baselines, 1),
+                Task::Invert { .. } => assert_eq!(input, [x.clone(), other.clone()].concat()),
+                Task::Sketch { .. } => assert_eq!(input, x),
+            }
+        }
+        assert_eq!(respaced(9, 4), vec![9, 6, 3, 0]);
+        assert_eq!(respaced(2, 10), vec![2, 1, 0]);
+        assert!(RestoreRun::new(RestoreSettings { task: Task::Superres { factor: 3 }, class: None, guidance: 0.0, steps: 5, seed: 0 }, &x, &s, &dev()).is_err());
+        assert!(RestoreRun::new(RestoreSettings { task: Task::Sketch { strength: 0.5 }, class: None, guidance: 0.0, steps: 5, seed: 0 }, &x[..10], &s, &dev()).is_err());
+        let _ = Operation::ALL;
+    }
+
+    #[test]
+    fn the_restore_controls_have_one_rule_each() {
+        let limits = RestoreLimits::new(1000, 100, 1.0);
+        let c = RestoreControls::defaults(&limits);
+        assert_eq!((c.operation, c.digit, c.class, c.steps, c.factor), (Operation::Inpaint, 0, None, 50, 4));
+        let pairs = |v: &[(&str, &str)]| v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect::<Vec<_>>();
+        let (back, problems) = RestoreControls::parse(&c.to_pairs(), &limits);
+        assert!(problems.is_empty() && back == c, "{problems:?}");
+        let (d, problems) = RestoreControls::parse(&pairs(&[("operation", "denoise"), ("noise", "0.3"), ("class", "7"), ("preset", "scratch"), ("factor", "2")]), &limits);
+        assert!(problems.is_empty());
+        assert_eq!((d.operation, d.noise, d.class, d.preset, d.factor), (Operation::Denoise, 0.3, Some(7), Damage::Scratch, 2));
+        let long = "x".repeat(5000);
+        let bad = pairs(&[("operation", "paint"), ("digit", "100"), ("noise", "9"), ("factor", "3"), ("strength", "0"), ("preset", long.as_str()), ("class", "none"), ("seed", "-1")]);
+        let (e, problems) = RestoreControls::parse(&bad, &limits);
+        assert_eq!(e, c, "every bad value keeps its default");
+        assert_eq!(problems.len(), 8, "{problems:?}");
+        assert!(problems.iter().all(|p| p.chars().count() < 200), "bounded messages");
+        let q = RestoreQuery::parse(&pairs(&[("backend", "tpu"), ("start", "1"), ("operation", "invert")]), &limits);
+        assert!(q.start && q.controls.operation == Operation::Invert && q.problems.len() == 1);
+        // An operation's settings carry its own knobs; a drawn mask replaces the preset's.
+        let mask = vec![1.0; PIXELS];
+        assert!(matches!(c.settings(Some(mask.clone()), Vec::new()).task, Task::Inpaint { mask: ref m, jump: 5, resamplings: 3 } if *m == mask));
+        assert!(matches!(c.settings(None, Vec::new()).task, Task::Inpaint { ref mask, .. } if *mask == Damage::LeftHalf.mask(c.seed)));
+    }
+}
+
+/// Every operation on the shipped weights, a few moves each, from shipped restore digits: what
+/// the browser suite reproduces on WebGPU and on the CPU in wasm (tests/fixtures/restore-ops.json;
+/// `DDPM_UPDATE_FIXTURES=1 cargo test --test restore` rewrites it).
+mod shipped {
+    use super::*;
+    use ddpm_web::app::restore_page::{RestoreControls, RestoreLimits};
+    use ddpm_web::explain::compute::{RESTORE_DIGITS_FILE, parse_example_digits};
+    use ddpm_web::nets::unet::NULL_CLASS;
+    use ddpm_web::restore::operation::{Operation, RestoreRun};
+
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct RestoreFixture {
+        weights_sha256: String,
+        /// Per operation: the controls, then the final state of every image.
+        runs: Vec<(RestoreControls, Vec<f32>)>,
+    }
+
+    const FIXTURE: &str = "tests/fixtures/restore-ops.json";
+
+    #[test]
+    fn shipped_weights_restorations_match_the_browser_fixture() {
+        let (manifest, unet, _) = common::shipped_models();
+        let s = manifest.config.schedule();
+        let digits = parse_example_digits(&std::fs::read_to_string(std::path::Path::new("www").join(RESTORE_DIGITS_FILE)).unwrap()).unwrap();
+        let limits = RestoreLimits::new(s.timesteps(), digits.len(), manifest.config.guidance);
+        let mut runs = Vec::new();
+        for (k, op) in Operation::ALL.into_iter().enumerate() {
+            let controls = RestoreControls { operation: op, digit: 10 * k + 3, second: 77, class: (op != Operation::Invert).then_some(k + 2), steps: 5, jump: 2, resamplings: 2, samples: 2, frames: 3, seed: 40 + k as u64, ..RestoreControls::defaults(&limits) };
+            let image = digits[controls.digit].to_model_space();
+            let settings = controls.settings(None, digits[controls.second].to_model_space());
+            let mut run = RestoreRun::new(settings, &image, &s, &dev()).unwrap();
+            loop {
+                let inverted = run.needs_inverted().then(|| read(run.current()));
+                let class = run.class();
+                let mut eps = |x: Tensor<4>, i: usize| GuidedDenoiser::new(&unet, &vec![class.unwrap_or(NULL_CLASS); x.dims()[0]], controls.guidance, manifest.config.guidance_interval, &dev()).eps(x, i);
+                if run.step(&mut eps, inverted.as_deref()).is_none() {
+                    break;
+                }
+            }
+            runs.push((controls, read(run.current())));
+        }
+        let now = RestoreFixture { weights_sha256: common::shipped_unet_sha256(), runs };
+        if std::env::var("DDPM_UPDATE_FIXTURES").is_ok() {
+            std::fs::write(FIXTURE, serde_json::to_string(&now).unwrap() + "\n").unwrap();
+        }
+        let fixture: RestoreFixture = serde_json::from_str(&std::fs::read_to_string(FIXTURE).expect("DDPM_UPDATE_FIXTURES=1 writes it")).unwrap();
+        assert_eq!(fixture.weights_sha256, now.weights_sha256, "the fixture was written with other weights: rewrite it");
+        for ((c, want), (c_now, got)) in fixture.runs.iter().zip(&now.runs) {
+            assert_eq!(c, c_now);
+            SAMPLER_STATE.check(&format!("{:?}", c.operation), got, want).unwrap_or_else(|e| panic!("{e} (the restoration changed? rewrite the fixture)"));
+        }
+    }
+}

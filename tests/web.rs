@@ -505,3 +505,59 @@ mod static_constructors {
         assert_eq!(RUNS.load(Ordering::Relaxed), 1, "static constructors ran more than once");
     }
 }
+
+mod restore_ops {
+    //! The restore page's operations (inpaint, denoise, super-resolution, sketch, inversion) on
+    //! the shipped weights reproduce the native runs of tests/fixtures/restore-ops.json (written
+    //! by `cargo test --test restore`) on WebGPU and on the CPU in wasm.
+    use super::*;
+    use ddpm_web::app::restore_page::RestoreControls;
+    use ddpm_web::diffusion::sampling::GuidedDenoiser;
+    use ddpm_web::explain::compute::parse_example_digits;
+    use ddpm_web::nets::unet::NULL_CLASS;
+    use ddpm_web::restore::operation::RestoreRun;
+    use ddpm_web::app::weights::{Manifest, UNET_FILE, load_unet};
+    use serde::Deserialize;
+
+    #[derive(Deserialize)]
+    struct RestoreFixture {
+        runs: Vec<(RestoreControls, Vec<f32>)>,
+    }
+
+    async fn check(device: &Device, name: &str) {
+        let fixture: RestoreFixture = serde_json::from_str(include_str!("fixtures/restore-ops.json")).unwrap();
+        let digits = parse_example_digits(include_str!("../www/restore-digits.json")).unwrap();
+        let manifest = Manifest::parse(include_str!("../weights/manifest.json")).unwrap();
+        let entry = manifest.file(UNET_FILE).unwrap().clone();
+        let unet = load_unet(&manifest.config, &entry, include_bytes!("../weights/unet.bpk").to_vec(), device).unwrap();
+        let s = manifest.config.schedule();
+        for (controls, want) in &fixture.runs {
+            let image = digits[controls.digit].to_model_space();
+            let mut run = RestoreRun::new(controls.settings(None, digits[controls.second].to_model_space()), &image, &s, device).unwrap();
+            loop {
+                let inverted = match run.needs_inverted() {
+                    true => Some(read_f32(run.current()).await.unwrap()),
+                    false => None,
+                };
+                let class = run.class();
+                let mut eps = |x: Tensor<4>, i: usize| GuidedDenoiser::new(&unet, &vec![class.unwrap_or(NULL_CLASS); x.dims()[0]], controls.guidance, manifest.config.guidance_interval, device).eps(x, i);
+                if run.step(&mut eps, inverted.as_deref()).is_none() {
+                    break;
+                }
+            }
+            let got = read_f32(run.current()).await.unwrap();
+            log(&format!("{name}: {:?} from the shipped digit {}, max |diff| from native = {:e}", controls.operation, controls.digit, max_abs_diff(&got, want)));
+            tolerance::BROWSER_SAMPLER_STATE.check(&format!("{name}: {:?}", controls.operation), &got, want).unwrap();
+        }
+    }
+
+    #[wasm_bindgen_test]
+    async fn webgpu_reproduces_the_native_restorations() {
+        check(&webgpu().await, "WebGPU").await;
+    }
+
+    #[wasm_bindgen_test]
+    async fn cpu_fallback_reproduces_the_native_restorations() {
+        check(&Device::flex(), "CPU (wasm)").await;
+    }
+}

@@ -45,10 +45,10 @@ pub struct NumberLimit {
 }
 
 impl NumberLimit {
-    const fn real(min: f64, max: f64, step: f64, default: f64) -> Self {
+    pub const fn real(min: f64, max: f64, step: f64, default: f64) -> Self {
         Self { min, max, step, default, integer: false }
     }
-    const fn whole(min: f64, max: f64, default: f64) -> Self {
+    pub const fn whole(min: f64, max: f64, default: f64) -> Self {
         Self { min, max, step: 1.0, default, integer: true }
     }
 

@@ -2,7 +2,9 @@
 //!
 //!   cargo run --release --bin export -- [--run DIR] [--out weights] [--from DIR]
 //!   cargo run --release --bin export -- --digits     (writes www/digits.json: the first
-//!                                                     held-out digit of each label, for the explainer)
+//!                                                     held-out digit of each label, for the explainer;
+//!                                                     and www/restore-digits.json: the first ten of
+//!                                                     each label, for the restore page)
 //!
 //! Stores the U-Net in half precision when that reproduces the f32 network's output to 1e-3
 //! (checked here on a seeded batch), else in f32. Metrics already in the manifest are kept while
@@ -19,7 +21,7 @@ use burn::store::ModuleRecord;
 use burn::tensor::{Bytes, Device, Int, Tensor, TensorData};
 use ddpm_web::app::config::DdpmConfig;
 use ddpm_web::native::data::{DEFAULT_CACHE, load_mnist, split};
-use ddpm_web::explain::compute::{EXAMPLE_DIGITS_FILE, ExampleDigit};
+use ddpm_web::explain::compute::{EXAMPLE_DIGITS_FILE, ExampleDigit, RESTORE_DIGITS_FILE, RESTORE_DIGITS_PER_LABEL};
 use ddpm_web::nets::unet::UNet;
 use ddpm_web::diffusion::noise::NoiseSource;
 use ddpm_web::native::train::TrainState;
@@ -54,6 +56,14 @@ fn export_digits() -> Result<(), String> {
     let path = Path::new("www").join(EXAMPLE_DIGITS_FILE);
     std::fs::write(&path, serde_json::to_string(&digits).unwrap() + "\n").map_err(|e| e.to_string())?;
     println!("wrote {} ({} held-out digits)", path.display(), digits.len());
+    // Label-major: the first RESTORE_DIGITS_PER_LABEL held-out digits of 0, then of 1, ...
+    let restore: Vec<ExampleDigit> = (0..10)
+        .flat_map(|label| held_out.iter().enumerate().filter(move |(_, d)| d.label == label).take(RESTORE_DIGITS_PER_LABEL))
+        .map(|(k, d)| ExampleDigit { held_out_index: k, label: d.label, levels: d.pixels.clone() })
+        .collect();
+    let path = Path::new("www").join(RESTORE_DIGITS_FILE);
+    std::fs::write(&path, serde_json::to_string(&restore).unwrap() + "\n").map_err(|e| e.to_string())?;
+    println!("wrote {} ({} held-out digits)", path.display(), restore.len());
     Ok(())
 }
 

@@ -142,6 +142,10 @@ pub fn schedule_curves(s: &NoiseSchedule) -> [Vec<f64>; 3] {
 
 /// The file, under `www/`, that ships the explainer's example digits.
 pub const EXAMPLE_DIGITS_FILE: &str = "digits.json";
+/// The restore page's held-out digits (`www/restore-digits.json`, the same format): the first
+/// [`RESTORE_DIGITS_PER_LABEL`] held-out digits of each label, label by label.
+pub const RESTORE_DIGITS_FILE: &str = "restore-digits.json";
+pub const RESTORE_DIGITS_PER_LABEL: usize = 10;
 
 /// A held-out digit shipped with the page (`www/digits.json`), so the explainer needs no dataset.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -1,5 +1,5 @@
 //! Browser only: the workers that run all model work (the sampling page's [`SamplerWorker`], the
-//! explainer's [`ExplainerWorker`]), their backend and weights, and drawing into the explainer's
+//! explainer's [`ExplainerWorker`] and [`TrainerWorker`], the restore page's [`RestoreWorker`]), their backend and weights, and drawing into the explainer's
 //! offscreen canvases. The pages' own threads load no wasm: they send typed requests
 //! (`crate::app::protocol`) and draw what comes back. Tensors are read only with
 //! `into_data_async().await`.
@@ -9,12 +9,14 @@ use wasm_bindgen::prelude::*;
 mod backend;
 mod draw;
 mod explainer_worker;
+mod restore_worker;
 mod sampler_worker;
 mod session;
 mod trainer_worker;
 
 pub use backend::{Backend, init_backend};
 pub use explainer_worker::ExplainerWorker;
+pub use restore_worker::RestoreWorker;
 pub use sampler_worker::{SamplerWorker, readout};
 pub use session::{Session, read_f32};
 pub use trainer_worker::TrainerWorker;

@@ -68,6 +68,7 @@ const SCREENS = { phone: { width: 390, height: 844 }, desktop: { width: 1280, he
 const PAGES = {
   sampler: { url: "/?backend=cpu&count=16&steps=10&start=1", done: ["done", "error"] },
   explainer: { url: "/explainer.html?backend=cpu", done: ["ready", "error"] },
+  restore: { url: "/restore.html?backend=cpu&operation=inpaint&digit=47&steps=10&jump=2&resamplings=2&start=1", done: ["done", "error"] },
 };
 
 for (const [pageName, spec] of Object.entries(PAGES)) {
