@@ -279,11 +279,18 @@ mod page {
         // Downsampling undoes spreading; constants survive every resize and blur.
         let small: Vec<f32> = (0..49).map(|k| (k as f32 * 0.37).sin()).collect();
         Tolerance::new(0.0, 1e-6).check("downsampling a spread image", &downsample(&upsample_nearest(&small, 4), 4), &small).unwrap();
-        let flat = vec![0.25f32; 49];
-        for (name, big) in [("bilinear", upsample_bilinear(&flat, 4)), ("bicubic", upsample_bicubic(&flat, 4))] {
-            Tolerance::new(0.0, 1e-5).check(name, &big, &vec![0.25; PIXELS]).unwrap();
+        // Dark and bright constants: the model's range is [-1, 1], the resize's [0, 1].
+        for level in [-0.8f32, 0.25, 0.9] {
+            let flat = vec![level; 49];
+            for (name, big) in [("bilinear", upsample_bilinear(&flat, 4)), ("bicubic", upsample_bicubic(&flat, 4))] {
+                Tolerance::new(0.0, 1e-5).check(&format!("{name} of {level}"), &big, &vec![level; PIXELS]).unwrap();
+            }
+            Tolerance::new(0.0, 1e-5).check("blur of a constant", &gaussian_blur(&vec![level; PIXELS], 1.3), &vec![level; PIXELS]).unwrap();
         }
-        Tolerance::new(0.0, 1e-5).check("blur of a constant", &gaussian_blur(&vec![0.5; PIXELS], 1.3), &vec![0.5; PIXELS]).unwrap();
+        // Upscaling a digit's 7x7 means lands near the digit: closer than the means spread flat.
+        let x = digit();
+        let small4 = downsample(&x, 4);
+        assert!(psnr(&upsample_bilinear(&small4, 4), &x, None) > psnr(&vec![-1.0; PIXELS], &x, None));
         assert_eq!(gaussian_blur(&ramp, 0.0), ramp);
         // PSNR: 10 log10(4 / MSE) in dB.
         let off: Vec<f32> = ramp.iter().map(|v| v + 0.02).collect();

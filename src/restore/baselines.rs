@@ -89,10 +89,19 @@ pub fn upsample_bicubic(small: &[f32], factor: usize) -> Vec<f32> {
     resize(small, factor, imageops::FilterType::CatmullRom)
 }
 
+/// The image crate's float pipelines work in [0, 1] (and clamp to it): the model's [-1, 1] goes
+/// through as (v + 1) / 2 and back.
+fn to_unit(values: &[f32]) -> Vec<f32> {
+    values.iter().map(|v| (v + 1.0) * 0.5).collect()
+}
+
+fn from_unit(values: Vec<f32>) -> Vec<f32> {
+    values.into_iter().map(|v| (2.0 * v - 1.0).clamp(-1.0, 1.0)).collect()
+}
+
 fn resize(small: &[f32], factor: usize, filter: imageops::FilterType) -> Vec<f32> {
     let m = IMAGE_SIZE / factor;
-    let big = imageops::resize(&to_image(small, m), IMAGE_SIZE as u32, IMAGE_SIZE as u32, filter);
-    big.into_raw().into_iter().map(|v| v.clamp(-1.0, 1.0)).collect()
+    from_unit(imageops::resize(&to_image(&to_unit(small), m), IMAGE_SIZE as u32, IMAGE_SIZE as u32, filter).into_raw())
 }
 
 /// A Gaussian blur of standard deviation `sigma` pixels (0: the image itself).
@@ -100,9 +109,7 @@ pub fn gaussian_blur(image: &[f32], sigma: f32) -> Vec<f32> {
     if sigma <= 0.0 {
         return image.to_vec();
     }
-    // Shift to [0, 2] so that the filter's edge handling meets background, not mid-grey.
-    let shifted: Vec<f32> = image.iter().map(|v| v + 1.0).collect();
-    imageops::blur(&to_image(&shifted, IMAGE_SIZE), sigma).into_raw().into_iter().map(|v| v - 1.0).collect()
+    from_unit(imageops::blur(&to_image(&to_unit(image), IMAGE_SIZE), sigma).into_raw())
 }
 
 /// The blur widths tried when tuning the denoising baseline per noise level.

@@ -8,7 +8,7 @@
 import path from "node:path";
 import fs from "node:fs";
 import { createRequire } from "node:module";
-import { artifacts, assert, launchBrowser, startServer, testRunner, waitState } from "./harness.mjs";
+import { artifacts, assert, launchBrowser, root, startServer, testRunner, waitState } from "./harness.mjs";
 
 const axePath = createRequire(import.meta.url).resolve("axe-core/axe.min.js");
 const readmeImages = path.join(root, "docs", "images");
@@ -86,7 +86,8 @@ for (const [pageName, spec] of Object.entries(PAGES)) {
         }
         const widths = await page.evaluate(() => ({ page: document.documentElement.scrollWidth, view: window.innerWidth }));
         await page.screenshot({ path: path.join(artifacts, `${pageName}-${screen}.png`), fullPage: true });
-        if (screen === "desktop") await page.screenshot({ path: path.join(readmeImages, `${pageName}-desktop.png`) });
+        // The restore page's result sits below its controls: its README picture is the whole page.
+        if (screen === "desktop") await page.screenshot({ path: path.join(readmeImages, `${pageName}-desktop.png`), fullPage: pageName === "restore" });
         assert(widths.page <= widths.view, `${pageName} on a ${screen}: ${widths.page} px wide in a ${widths.view} px window`);
         // Every canvas says what it shows.
         const unnamed = await page.evaluate(() => [...document.querySelectorAll("canvas")].filter((c) => !c.getAttribute("aria-label")).map((c) => c.id));

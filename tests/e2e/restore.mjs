@@ -77,6 +77,7 @@ await test("a_drawing_becomes_a_digit_and_the_run_replays_and_downloads", () => 
   await page.goto(`${base}/restore.html?backend=cpu&operation=sketch&strength=0.6&steps=10&class=1`);
   await waitState(page, ["ready", "error"], LONG);
   await page.click("details.draw summary");
+  await page.locator("#sketch-pad").scrollIntoViewIfNeeded();
   const box = await page.locator("#sketch-pad").boundingBox();
   await page.mouse.move(box.x + box.width * 0.5, box.y + box.height * 0.15);
   await page.mouse.down();
@@ -105,6 +106,7 @@ await test("bad_input_gets_a_message_and_the_page_stays_ready", () => withPage(a
   assert(notice.length < 800, `notice of ${notice.length} characters`);
   assert(await page.inputValue("#operation") === "inpaint", "operation did not fall back to its default");
   // Erase every pixel with the brush: the run is refused with a message, the page stays ready.
+  await page.locator("#brush").scrollIntoViewIfNeeded();
   const box = await page.locator("#brush").boundingBox();
   for (let row = 0; row < 15; row++) {
     const y = box.y + (row + 0.5) * box.height / 15;
@@ -114,7 +116,7 @@ await test("bad_input_gets_a_message_and_the_page_stays_ready", () => withPage(a
     await page.mouse.up();
   }
   await page.click("#start");
-  await page.waitForFunction(() => document.getElementById("message").textContent.startsWith("Not started"), null, { timeout: LONG });
+  await page.waitForFunction(() => document.getElementById("message").textContent.startsWith("Not started") || document.body.dataset.state !== "ready", null, { timeout: LONG });
   assert((await page.textContent("#message")).includes("erases every pixel"), await page.textContent("#message"));
   assert(await page.evaluate(() => document.body.dataset.state) === "ready", "a refused run left the page unusable");
   assert(errors.length === 0, `console errors: ${errors.join(" | ")}`);

@@ -62,7 +62,7 @@ function applyLimits() {
 function applyControls(c) {
   const set = (name, value) => { $(name).value = String(value); };
   set("operation", c.operation); set("digit", c.digit); set("second", c.second);
-  set("class", c.class === null ? "any" : c.class); set("guidance", c.guidance); set("steps", c.steps); set("seed", c.seed);
+  set("class", c.class == null ? "any" : c.class); set("guidance", c.guidance); set("steps", c.steps); set("seed", c.seed);
   set("preset", limits.presets.find((p) => p.preset === c.preset).key);
   set("jump", c.jump); set("resamplings", c.resamplings); set("noise", c.noise); set("samples", c.samples);
   set("factor", c.factor); set("strength", c.strength); set("frames", c.frames);

@@ -3,6 +3,10 @@
 // TrainerWorker); this thread only keeps the controls, the points a reader places, and the text.
 import { WorkerClient, WorkerFailure } from "./pool.js";
 
+// 12,345: digits grouped by hand. toLocaleString's first call loads the locale's number format
+// on the page's thread (30 ms and more, measured), which a slider must not wait behind.
+const whole = (n) => String(Math.round(n)).replace(/\B(?=(\d{3})+(?!\d))/g, ",");
+
 const WORKER = new URL("./trainer-worker.js", import.meta.url);
 const CANVASES = ["train-loss", "train-weights", "train-field", "train-exact", "train-samples", "train-sde", "train-ode"];
 const DRAWN = "drawn";
@@ -29,7 +33,7 @@ export async function setupTraining({ wasm, webgpu, t, seed, fmt, setMath, fail,
   help();
   $("train-prediction").addEventListener("change", help);
   const describe = () => {
-    $("train-size").textContent = `${info.parameters.toLocaleString("en")} parameters, ${info.settings.steps.toLocaleString("en")} steps of `
+    $("train-size").textContent = `${whole(info.parameters)} parameters, ${whole(info.settings.steps)} steps of `
       + `${info.settings.batch} points, Adam (learning rate ${info.settings.learning_rate}), on ${info.backend.kind === "webgpu" ? `WebGPU (${info.backend.adapter})` : "the CPU"}`;
   };
   describe();
@@ -108,7 +112,7 @@ export async function setupTraining({ wasm, webgpu, t, seed, fmt, setMath, fail,
     if (since !== undefined && f.distance <= f.threshold && !results.training.firstGood) {
       results.training.firstGood = { step: r.step, seconds: (performance.now() - since) / 1000 };
     }
-    setMath($("train-values"), `After ${r.step.toLocaleString("en")} steps, at t = ${t()}: the model's ${1000} samples (DPM-Solver++, 20 evaluations) are `
+    setMath($("train-values"), `After ${whole(r.step)} steps, at t = ${t()}: the model's ${1000} samples (DPM-Solver++, 20 evaluations) are `
       + `${fmt(f.distance)} from exact draws of the target (sliced Wasserstein-1); two exact draws differ by ${fmt(f.floor)}. `
       + (f.distance <= f.threshold ? `A good fit (≤ ${f.threshold}).` : `Not yet a good fit (that is ≤ ${f.threshold}).`));
     ["train-field", "train-exact", "train-samples"].forEach((id) => $(id).setAttribute("aria-label", {
@@ -151,7 +155,7 @@ export async function setupTraining({ wasm, webgpu, t, seed, fmt, setMath, fail,
       const seconds = (performance.now() - t0) / 1000;
       const recent = losses.slice(-50);
       $("train-progress").value = step;
-      status(`Step ${step.toLocaleString("en")} of ${started.total.toLocaleString("en")}: loss ${fmt(recent.reduce((a, b) => a + b, 0) / recent.length)} `
+      status(`Step ${whole(step)} of ${whole(started.total)}: loss ${fmt(recent.reduce((a, b) => a + b, 0) / recent.length)} `
         + `(mean of the last ${recent.length}), ${seconds.toFixed(1)} s, ${Math.round(step / seconds)} steps/s.`);
       Object.assign(results.training, { step, seconds });
       if (performance.now() - lastShow > SHOW_EVERY_MS && step < started.total) { await show(t0); lastShow = performance.now(); }
@@ -165,8 +169,8 @@ export async function setupTraining({ wasm, webgpu, t, seed, fmt, setMath, fail,
     trained = true;
     Object.assign(results.training, { state: finished ? "done" : "stopped", seconds, losses: losses.length });
     const good = results.training.firstGood;
-    status(`${finished ? "Trained" : "Stopped"}: ${step.toLocaleString("en")} steps in ${seconds.toFixed(1)} s (${Math.round(step / seconds)} steps/s). `
-      + (good ? `Its samples first passed the fit threshold at step ${good.step.toLocaleString("en")}, after ${good.seconds.toFixed(1)} s.` : "Its samples never passed the fit threshold."));
+    status(`${finished ? "Trained" : "Stopped"}: ${whole(step)} steps in ${seconds.toFixed(1)} s (${Math.round(step / seconds)} steps/s). `
+      + (good ? `Its samples first passed the fit threshold at step ${whole(good.step)}, after ${good.seconds.toFixed(1)} s.` : "Its samples never passed the fit threshold."));
     state("ready");
   }
   const run = () => train().catch((e) => {
