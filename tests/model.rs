@@ -64,7 +64,7 @@ fn output_shape_and_parameter_count() {
 
 #[test]
 fn forward_flops_of_the_default_network() {
-    // Hand sum, layer by layer, for channels 16/32/64 and emb 128 (README): convolutions and
+    // Hand sum, layer by layer, for channels 16/32/64 and emb 128 (docs/model-and-training.md): convolutions and
     // attention 73,118,976 + embedding projections 73,728 + time MLP 65,536.
     let flops = UNetConfig::default().forward_flops();
     assert_eq!(flops, 73_258_240, "{flops}");

@@ -432,7 +432,7 @@ mod two_d_training {
     //! The explainer's section 7: the 2-D training step is the native one on WebGPU and on the
     //! CPU in wasm (the first steps' losses and the learned field of tests/fixtures/train-2d.json),
     //! and a whole default run reaches the fit threshold on the CPU. (A whole run on SwiftShader's
-    //! WebGPU would take about 55 minutes: 1.1 s per step, measured; see the README.)
+    //! WebGPU would take about 29 minutes: 0.58 s per step, measured; see docs/pages.md.)
     use super::*;
     use ddpm_web::diffusion::schedule::{NoiseSchedule, ScheduleKind};
     use ddpm_web::toy::train::{ToyPreset, ToySettings, ToyTrainer, TrainingFixture, check_fit};

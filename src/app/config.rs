@@ -66,7 +66,7 @@ impl Default for DdpmConfig {
                 checkpoint_every: 250,
                 init: None,
             },
-            // The evaluation's choice for the shipped weights (README, "The default guidance");
+            // The evaluation's choice for the shipped weights (docs/evaluation.md, "The default guidance");
             // `export` writes both into the manifest, which the page reads. The interval's ends are
             // the t whose sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t) is nearest each end of
             // (0.28, 5.42], the interval Kynkäänniemi et al. (2024) found best (tests/maths.rs).

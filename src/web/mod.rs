@@ -36,7 +36,7 @@ unsafe extern "C" {
 /// Runs the static constructors once per instance. A module that never calls `__wasm_call_ctors`
 /// itself is linked "command-style": wasm-ld then re-runs every constructor at the top of every
 /// exported function, each allocation and callback across the JS boundary included, which was a
-/// third of a grid-1 CPU step (profile in the README). Calling it here turns that off.
+/// third of a grid-1 CPU step (docs/performance.md). Calling it here turns that off.
 pub fn run_static_constructors() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| unsafe { __wasm_call_ctors() });
