@@ -6,6 +6,7 @@ import { fetchBytes, loadAssets, megabytes } from "./download.js";
 import { WorkerClient, WorkerFailure } from "./pool.js";
 import { setupTraining } from "./trainer.js";
 import { setupComparison } from "./compare.js";
+import { drawingPad } from "./page.js";
 
 const WORKER = new URL("./explainer-worker.js", import.meta.url);
 const ELBO_CHUNK = 50;   // timesteps per request: the progress bar moves as chunks finish
@@ -181,42 +182,12 @@ const elboQueue = serial();
 let firstSweepDone;
 const firstSweep = new Promise((resolve) => { firstSweepDone = resolve; });
 
-// The drawing pad: white strokes on black, averaged down to 28x28 grey levels. Arrow keys move a
-// pen and Space draws, for readers without a pointer.
+// The drawing pad (js/page.js): its digit replaces the chosen one in every section.
 function setupPad() {
-  const pad = $("pad"), ctx = pad.getContext("2d");
-  const clear = () => { ctx.fillStyle = "#000"; ctx.fillRect(0, 0, pad.width, pad.height); };
-  clear();
-  let drawing = false;
-  const pen = { x: pad.width / 2, y: pad.height / 2 };
-  const stroke = (from, to) => {
-    ctx.strokeStyle = "#fff"; ctx.lineWidth = 22; ctx.lineCap = "round"; ctx.lineJoin = "round";
-    ctx.beginPath(); ctx.moveTo(from.x, from.y); ctx.lineTo(to.x, to.y); ctx.stroke();
-  };
-  const at = (e) => { const r = pad.getBoundingClientRect(); return { x: (e.clientX - r.left) * pad.width / r.width, y: (e.clientY - r.top) * pad.height / r.height }; };
-  let last = null;
-  pad.addEventListener("pointerdown", (e) => { drawing = true; last = at(e); stroke(last, last); });
-  pad.addEventListener("pointermove", (e) => { if (!drawing) return; const p = at(e); stroke(last, p); last = p; });
-  addEventListener("pointerup", () => { drawing = false; });
-  pad.addEventListener("keydown", (e) => {
-    const step = 14, moves = { ArrowLeft: [-step, 0], ArrowRight: [step, 0], ArrowUp: [0, -step], ArrowDown: [0, step] };
-    if (e.key === " ") { stroke(pen, pen); e.preventDefault(); return; }
-    const m = moves[e.key];
-    if (!m) return;
-    e.preventDefault();
-    const to = { x: Math.min(pad.width, Math.max(0, pen.x + m[0])), y: Math.min(pad.height, Math.max(0, pen.y + m[1])) };
-    if (e.shiftKey) stroke(pen, to);
-    Object.assign(pen, to);
-  });
+  const { clear, levels: drawnLevels } = drawingPad($("pad"));
   $("clear-drawing").addEventListener("click", clear);
   $("use-drawing").addEventListener("click", async () => {
-    const rgba = ctx.getImageData(0, 0, pad.width, pad.height).data, k = pad.width / 28;
-    const levels = new Uint8Array(784);
-    for (let y = 0; y < 28; y++) for (let x = 0; x < 28; x++) {
-      let sum = 0;
-      for (let dy = 0; dy < k; dy++) for (let dx = 0; dx < k; dx++) sum += rgba[((y * k + dy) * pad.width + x * k + dx) * 4];
-      levels[y * 28 + x] = Math.round(sum / (k * k));
-    }
+    const levels = drawnLevels();
     try {
       x0 = (await lead.request({ type: "use_drawn_digit", levels })).x0;
       digitKey = `drawing ${++drawings}`;

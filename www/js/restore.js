@@ -4,6 +4,7 @@
 import { registerServiceWorker } from "./build.js";
 import { fetchBytes, loadAssets, megabytes } from "./download.js";
 import { WorkerClient, WorkerFailure } from "./pool.js";
+import { drawingPad, writeUrl } from "./page.js";
 
 const WORKER = new URL("./restore-worker.js", import.meta.url);
 const $ = (id) => document.getElementById(id);
@@ -76,12 +77,6 @@ function refreshControls() {
   for (const section of document.querySelectorAll("section[data-operation]")) section.hidden = section.dataset.operation !== operation();
 }
 
-function writeUrl(query) {
-  const params = new URLSearchParams(location.search);
-  for (const [name, value] of query) params.set(name, value);
-  params.delete("start");
-  history.replaceState(null, "", `${location.pathname}?${params}`);
-}
 
 function drawPicture(canvas, picture) {
   canvas.width = picture.width; canvas.height = picture.height;
@@ -128,40 +123,12 @@ function setupBrush() {
   $("brush-reset").addEventListener("click", () => { maskEdited = false; prepare().catch(showPrepareError); });
 }
 
-// The drawing pad: white strokes on black, averaged down to 28x28 grey levels.
+// The drawing pad (js/page.js): its digit is the starting image when "my drawing" is chosen.
 function setupSketchPad() {
-  const pad = $("sketch-pad"), ctx = pad.getContext("2d");
-  const clear = () => { ctx.fillStyle = "#000"; ctx.fillRect(0, 0, pad.width, pad.height); };
-  clear();
-  let down = false, last = null;
-  const pen = { x: pad.width / 2, y: pad.height / 2 };
-  const stroke = (a, b) => {
-    ctx.strokeStyle = "#fff"; ctx.lineWidth = 22; ctx.lineCap = "round";
-    ctx.beginPath(); ctx.moveTo(a.x, a.y); ctx.lineTo(b.x, b.y); ctx.stroke();
-  };
-  const at = (e) => { const r = pad.getBoundingClientRect(); return { x: (e.clientX - r.left) * pad.width / r.width, y: (e.clientY - r.top) * pad.height / r.height }; };
-  pad.addEventListener("pointerdown", (e) => { down = true; last = at(e); stroke(last, last); });
-  pad.addEventListener("pointermove", (e) => { if (!down) return; const p = at(e); stroke(last, p); last = p; });
-  addEventListener("pointerup", () => { down = false; });
-  pad.addEventListener("keydown", (e) => {
-    const step = 14, moves = { ArrowLeft: [-step, 0], ArrowRight: [step, 0], ArrowUp: [0, -step], ArrowDown: [0, step] };
-    if (e.key === " ") { stroke(pen, pen); e.preventDefault(); return; }
-    const m = moves[e.key];
-    if (!m) return;
-    e.preventDefault();
-    const to = { x: Math.min(pad.width, Math.max(0, pen.x + m[0])), y: Math.min(pad.height, Math.max(0, pen.y + m[1])) };
-    if (e.shiftKey) stroke(pen, to);
-    Object.assign(pen, to);
-  });
+  const { clear, levels } = drawingPad($("sketch-pad"));
   $("sketch-clear").addEventListener("click", clear);
   $("sketch-use").addEventListener("click", () => {
-    const rgba = ctx.getImageData(0, 0, pad.width, pad.height).data, k = pad.width / 28;
-    drawn = new Uint8Array(784);
-    for (let y = 0; y < 28; y++) for (let x = 0; x < 28; x++) {
-      let sum = 0;
-      for (let dy = 0; dy < k; dy++) for (let dx = 0; dx < k; dx++) sum += rgba[((y * k + dy) * pad.width + x * k + dx) * 4];
-      drawn[y * 28 + x] = Math.round(sum / (k * k));
-    }
+    drawn = levels();
     if (drawn.every((v) => v === 0)) { showMessage("The pad is empty: draw a digit first.", true); drawn = null; return; }
     $("digit").value = DRAWING;
     maskEdited = false;

@@ -3,6 +3,7 @@
 import { registerServiceWorker } from "./build.js";
 import { loadAssets, megabytes } from "./download.js";
 import { Pool, WorkerClient, WorkerFailure } from "./pool.js";
+import { writeUrl } from "./page.js";
 
 const WORKER = new URL("./sampler-worker.js", import.meta.url);
 const $ = (id) => document.getElementById(id);
@@ -88,12 +89,6 @@ function refreshControls() {
   $("steps-note").textContent = choice.uses_steps ? "" : `DDPM always takes all ${limits.steps.max} steps.`;
 }
 
-function writeUrl(query) {
-  const params = new URLSearchParams(location.search);
-  for (const [name, value] of query) params.set(name, value);
-  params.delete("start");
-  history.replaceState(null, "", `${location.pathname}?${params}`);
-}
 
 function backendLine(info, workers) {
   if (info.kind === "webgpu") return `Computing on WebGPU (${info.adapter}).`;
