@@ -1,6 +1,7 @@
 // What the pages share on their own thread: the drawing pad (white strokes on black, read back as
 // 28x28 grey levels; arrow keys move a pen and Space or Shift draws, for readers without a
-// pointer), and writing the controls into the address bar so that it is a shareable link.
+// pointer), writing the controls into the address bar so that it is a shareable link, and PNG
+// downloads.
 
 // The pad on `canvas`: returns `clear()` and `levels()` (784 grey levels, each 10x10 block averaged).
 export function drawingPad(canvas) {
@@ -47,4 +48,26 @@ export function writeUrl(query) {
   for (const [name, value] of query) params.set(name, value);
   params.delete("start");
   history.replaceState(null, "", `${location.pathname}?${params}`);
+}
+
+// Nearest-neighbour upscale of a canvas or an ImageData, saved as a PNG.
+export function downloadPng(source, name, scale = 4) {
+  let image = source;
+  if (source instanceof ImageData) {
+    image = document.createElement("canvas");
+    image.width = source.width; image.height = source.height;
+    image.getContext("2d").putImageData(source, 0, 0);
+  }
+  const out = document.createElement("canvas");
+  out.width = image.width * scale; out.height = image.height * scale;
+  const ctx = out.getContext("2d");
+  ctx.imageSmoothingEnabled = false;
+  ctx.drawImage(image, 0, 0, out.width, out.height);
+  out.toBlob((blob) => {
+    const a = document.createElement("a");
+    a.href = URL.createObjectURL(blob);
+    a.download = name;
+    a.click();
+    setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+  }, "image/png");
 }

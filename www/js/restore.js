@@ -4,7 +4,7 @@
 import { registerServiceWorker } from "./build.js";
 import { fetchBytes, loadAssets, megabytes } from "./download.js";
 import { WorkerClient, WorkerFailure } from "./pool.js";
-import { drawingPad, writeUrl } from "./page.js";
+import { downloadPng, drawingPad, writeUrl } from "./page.js";
 
 const WORKER = new URL("./restore-worker.js", import.meta.url);
 const $ = (id) => document.getElementById(id);
@@ -230,18 +230,7 @@ function showMeasures(measures) {
 }
 
 function download() {
-  const source = $("result"), scale = 8, out = document.createElement("canvas");
-  out.width = source.width * scale; out.height = source.height * scale;
-  const ctx = out.getContext("2d");
-  ctx.imageSmoothingEnabled = false;
-  ctx.drawImage(source, 0, 0, out.width, out.height);
-  out.toBlob((blob) => {
-    const a = document.createElement("a");
-    a.href = URL.createObjectURL(blob);
-    a.download = `ddpm-${runLabel}.png`;
-    a.click();
-    setTimeout(() => URL.revokeObjectURL(a.href), 10000);
-  }, "image/png");
+  downloadPng($("result"), `ddpm-${runLabel}.png`, 8);
 }
 
 async function boot() {

@@ -3,7 +3,7 @@
 import { registerServiceWorker } from "./build.js";
 import { loadAssets, megabytes } from "./download.js";
 import { Pool, WorkerClient, WorkerFailure } from "./pool.js";
-import { writeUrl } from "./page.js";
+import { downloadPng, writeUrl } from "./page.js";
 
 const WORKER = new URL("./sampler-worker.js", import.meta.url);
 const $ = (id) => document.getElementById(id);
@@ -249,27 +249,6 @@ async function run() {
   setState(finished ? "done" : "ready");
 }
 
-// Nearest-neighbour upscale of a canvas or an ImageData, saved as a PNG.
-function downloadPng(source, name, scale = 4) {
-  let image = source;
-  if (source instanceof ImageData) {
-    image = document.createElement("canvas");
-    image.width = source.width; image.height = source.height;
-    image.getContext("2d").putImageData(source, 0, 0);
-  }
-  const out = document.createElement("canvas");
-  out.width = image.width * scale; out.height = image.height * scale;
-  const ctx = out.getContext("2d");
-  ctx.imageSmoothingEnabled = false;
-  ctx.drawImage(image, 0, 0, out.width, out.height);
-  out.toBlob((blob) => {
-    const a = document.createElement("a");
-    a.href = URL.createObjectURL(blob);
-    a.download = name;
-    a.click();
-    setTimeout(() => URL.revokeObjectURL(a.href), 10000);
-  }, "image/png");
-}
 
 async function stripImage() {
   const parts = await pool.all({ type: "strip_part", columns: 11 });
