@@ -360,6 +360,97 @@ mod page {
     }
 
     #[test]
+    fn a_batch_runs_each_image_as_its_own_run_would() {
+        // The evaluation runs operations on many digits at once; image k of a batch starting at
+        // cell c must be the run of that image alone at cell c + k (its own noise streams).
+        use ddpm_web::restore::operation::Batch;
+        let cfg = DdpmConfig::default();
+        let s = cfg.schedule();
+        let model = UNet::init_seeded(&cfg.model, 6, &dev());
+        let x = digit();
+        let images: Vec<f32> = [x.clone(), x.iter().map(|v| -v).collect(), x.iter().map(|v| v * 0.5).collect()].concat();
+        let masks: Vec<f32> = (0..3).flat_map(|k| Damage::RandomPixels.mask(k)).collect();
+        let tasks = [
+            Task::Inpaint { mask: masks.clone(), jump: 2, resamplings: 2 },
+            Task::Denoise { sigma: 0.3, samples: 2 },
+            Task::Superres { factor: 2 },
+            Task::Sketch { strength: 0.4 },
+        ];
+        let finish = |mut b: Batch| {
+            while b.run.step(&mut |x, i| GuidedDenoiser::new(&model, &vec![NULL_CLASS; x.dims()[0]], 0.0, None, &dev()).eps(x, i)).is_some() {}
+            (read(b.run.current()), b.input)
+        };
+        for task in tasks {
+            let (all, all_input) = finish(Batch::new(&task, &images, 6, (9, 4), &s, &dev()).unwrap());
+            let per = all.len() / 3;
+            for k in 0..3 {
+                let one_task = match &task {
+                    Task::Inpaint { jump, resamplings, .. } => Task::Inpaint { mask: masks[k * PIXELS..(k + 1) * PIXELS].to_vec(), jump: *jump, resamplings: *resamplings },
+                    t => t.clone(),
+                };
+                let (alone, input) = finish(Batch::new(&one_task, &images[k * PIXELS..(k + 1) * PIXELS], 6, (9, 4 + k), &s, &dev()).unwrap());
+                assert_eq!(input, all_input[k * PIXELS..(k + 1) * PIXELS], "{:?}: image {k}'s input", task.operation());
+                SAMPLER_STATE.check(&format!("{:?}: image {k}", task.operation()), &all[k * per..(k + 1) * per], &alone).unwrap();
+            }
+        }
+        assert!(Batch::new(&Task::Inpaint { mask: vec![1.0; 2 * PIXELS], jump: 1, resamplings: 1 }, &images, 6, (0, 0), &s, &dev()).is_err(), "a mask per image or one for all");
+        assert!(Batch::new(&Task::Invert { other: x.clone(), frames: 3 }, &x, 6, (0, 0), &s, &dev()).is_err());
+    }
+
+    #[test]
+    fn the_restore_table_pools_the_error_of_a_set_and_its_baselines_are_the_baselines() {
+        use ddpm_web::native::evaluate::ChunkCache;
+        use ddpm_web::native::evaluate_restore::{RestorePlan, restore_table};
+        use ddpm_web::nets::classifier::Classifier;
+        use ddpm_web::restore::evaluation::{TableSettings, accuracy};
+        // A set's PSNR is that of its pooled squared error, not the mean of its images' PSNRs.
+        let truth = vec![0.0f32; 2 * PIXELS];
+        let guess: Vec<f32> = (0..2 * PIXELS).map(|k| if k < PIXELS { 0.1 } else { 0.0 }).collect();
+        assert!((psnr(&guess, &truth, None) - 10.0 * (4.0f64 / 0.005).log10()).abs() < 1e-5);
+        assert_eq!(accuracy(&[1, 2, 3, 4], &[1, 2, 0, 4]), 0.75);
+        // Two digits through the whole table with a small untrained model: every row is there, and
+        // the baselines' figures are the baselines' own.
+        let cfg = DdpmConfig::default();
+        let model = UNet::init_seeded(&cfg.model, 3, &dev());
+        let classifier = Classifier::new(&dev());
+        let pixels: Vec<u8> = x_pixels();
+        let digits = vec![ddpm_web::native::data::Digit { label: 3, pixels: pixels.clone() }, ddpm_web::native::data::Digit { label: 5, pixels: pixels.iter().rev().copied().collect() }];
+        let plan = RestorePlan {
+            settings: TableSettings { steps: 3, jump: 1, resamplings: 2, samples: 2, seed: 1 },
+            sigmas: vec![0.5, 1.0],
+            factors: vec![2, 4],
+            inversion_steps: vec![2, 4],
+            batch: 2,
+        };
+        let table = restore_table(&model, &classifier, &cfg, &digits, &plan, "test".into(), &ChunkCache::new(None), &dev(), &mut |_| {});
+        assert_eq!((table.digits, table.inpainting.len(), table.denoising.len(), table.superres.len(), table.inversion.len()), (2, 5, 2, 2, 2));
+        let truths: Vec<f32> = digits.iter().flat_map(|d| d.to_model_space()).collect();
+        for row in &table.inpainting {
+            let masks: Vec<f32> = (0..2).flat_map(|k| row.preset.mask(1 + k)).collect();
+            let regions: Vec<f32> = masks.iter().map(|m| 1.0 - m).collect();
+            let harmonic: Vec<f32> = truths.chunks(PIXELS).zip(masks.chunks(PIXELS)).flat_map(|(x, m)| harmonic_fill(x, m)).collect();
+            assert_eq!(row.harmonic.psnr, psnr(&harmonic, &truths, Some(&regions)), "{:?}", row.preset);
+            let input: Vec<f32> = truths.chunks(PIXELS).zip(masks.chunks(PIXELS)).flat_map(|(x, m)| damaged(x, m)).collect();
+            assert_eq!(row.damaged.psnr, psnr(&input, &truths, Some(&regions)), "{:?}", row.preset);
+            assert!(row.repaint.psnr.is_finite() && (0.0..=1.0).contains(&row.repaint.accuracy));
+        }
+        for row in &table.superres {
+            let up: Vec<f32> = truths.chunks(PIXELS).flat_map(|x| upsample_bicubic(&downsample(x, row.factor), row.factor)).collect();
+            assert_eq!(row.bicubic.psnr, psnr(&up, &truths, None));
+        }
+        for row in &table.denoising {
+            // Noise of this sigma costs 10 log10(4 / sigma^2) dB, to sampling error over 1568 pixels.
+            let expected = 10.0 * (4.0 / (row.sigma * row.sigma)).log10();
+            assert!((row.noisy - expected).abs() < 0.5, "{row:?}");
+            assert!(row.blur >= row.noisy, "the blur's width 0 is among those tried");
+        }
+    }
+
+    fn x_pixels() -> Vec<u8> {
+        digit().iter().map(|v| ((v + 1.0) * 127.5).round() as u8).collect()
+    }
+
+    #[test]
     fn the_restore_controls_have_one_rule_each() {
         let limits = RestoreLimits::new(1000, 100, 1.0);
         let c = RestoreControls::defaults(&limits);

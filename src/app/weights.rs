@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 use crate::app::config::DdpmConfig;
 use crate::nets::unet::UNet;
 use crate::diffusion::sampling::GuidanceInterval;
+use crate::restore::evaluation::RestoreTable;
 
 pub const MANIFEST: &str = "manifest.json";
 pub const UNET_FILE: &str = "unet.bpk";
@@ -97,6 +98,15 @@ impl Manifest {
     pub fn steps_table(&self) -> Option<Result<StepsTable, WeightsError>> {
         self.metrics.get("samplers_by_steps").map(|v| {
             serde_json::from_value(v.clone()).map_err(|e| WeightsError(format!("manifest.json's samplers_by_steps is malformed: {e}")))
+        })
+    }
+}
+
+impl Manifest {
+    /// The restore evaluation's table, if the weights were evaluated for it.
+    pub fn restore_table(&self) -> Option<Result<RestoreTable, WeightsError>> {
+        self.metrics.get("restore").map(|v| {
+            serde_json::from_value(v.clone()).map_err(|e| WeightsError(format!("manifest.json's restore table is malformed: {e}")))
         })
     }
 }

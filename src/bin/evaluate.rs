@@ -3,6 +3,7 @@
 //!   cargo run --release --bin evaluate -- [--per-digit 100] [--fd-samples 1000] [--nll-digits 1000]
 //!       [--only classifier,ddim,ddpm,fd,nll,nll-beta-tilde] [--batch 100] [--weights DIR] [--record]
 //!       [--guidance 0,0.5,1,2] [--guidance-interval 83-580|all] [--steps-samples 500] [--steps-list 5,10,20,50,100]
+//!       [--restore-digits 500]
 //!
 //! 1. the classifier's held-out accuracy;
 //! 2. conditional accuracy: `--per-digit` samples per digit at the default guidance, with DDIM
@@ -19,7 +20,13 @@
 //!    DPM-Solver++(2M) and ancestral sampling (DDIM eta 1 on the same steps; at 1000 steps, DDPM
 //!    itself) at each count of `--steps-list`, `--steps-samples` images each: Fréchet distance
 //!    (beside real-vs-real at the same count) and the share read as the drawn label;
-//! 5. the NLL bound in bits/dim (all T terms) on `--nll-digits` held-out digits, with the sampler's
+//! 5. (`restore`) the restore page's operations on `--restore-digits` held-out digits at the page's
+//!    defaults, unconditional, beside classic baselines: inpainting per damage preset (classifier
+//!    accuracy against the true labels, PSNR in the damaged region; harmonic fill, the damaged
+//!    input), denoising at three noise levels (Tweedie, one posterior sample, the mean of several;
+//!    a Gaussian blur tuned per level), super-resolution x2 and x4 (ILVR; bilinear, bicubic) and
+//!    DDIM inversion's reconstruction at 10, 50 and 200 steps;
+//! 6. the NLL bound in bits/dim (all T terms) on `--nll-digits` held-out digits, with the sampler's
 //!    reverse variance sigma^2 = beta and (`nll-beta-tilde`) with sigma^2 = beta_tilde.
 //! Finished chunks are cached under .cache/eval/<weights sha>/, so an interrupted run resumes.
 //! Guidance applies where the manifest's `guidance_interval` says; `--guidance-interval` measures
@@ -41,6 +48,9 @@ use ddpm_web::diffusion::noise::NoiseSource;
 use ddpm_web::diffusion::sampling::{GuidanceInterval, Method};
 use ddpm_web::diffusion::schedule::VarianceKind;
 use ddpm_web::app::weights::{CLASSIFIER_FILE, MANIFEST, Manifest, UNET_FILE, load_module, update_manifest, verify};
+use ddpm_web::app::restore_page::{RestoreControls, RestoreLimits};
+use ddpm_web::native::evaluate_restore::{RestorePlan, restore_table};
+use ddpm_web::restore::evaluation::{RestoreTable, TableSettings};
 use serde_json::json;
 
 /// A sample counts as legible when the classifier reads it with at least this probability.
@@ -67,6 +77,27 @@ fn parse_interval(raw: Option<String>) -> Result<Option<GuidanceInterval>, Strin
     }
 }
 
+fn print_restore_table(t: &RestoreTable) {
+    let pct = |v: f64| format!("{:.1}%", 100.0 * v);
+    println!("restore, {} held-out digits, unconditional, {} steps (jump {}, {} resamplings), seed {}", t.digits, t.settings.steps, t.settings.jump, t.settings.resamplings, t.settings.seed);
+    println!("inpainting | RePaint accuracy, PSNR in the region | harmonic fill | damaged input");
+    for r in &t.inpainting {
+        println!("{} | {}, {:.2} dB | {}, {:.2} dB | {}, {:.2} dB", r.preset.label(), pct(r.repaint.accuracy), r.repaint.psnr, pct(r.harmonic.accuracy), r.harmonic.psnr, pct(r.damaged.accuracy), r.damaged.psnr);
+    }
+    println!("denoising sigma (t) | Tweedie | one posterior sample | mean of {} | blur (width) | noisy input", t.settings.samples);
+    for r in &t.denoising {
+        println!("{} ({}) | {:.2} | {:.2} | {:.2} | {:.2} ({}) | {:.2} dB", r.sigma, r.t, r.tweedie, r.one_sample, r.mean_of_samples, r.blur, r.blur_width, r.noisy);
+    }
+    println!("super-resolution | ILVR | bilinear | bicubic (accuracy, PSNR)");
+    for r in &t.superres {
+        println!("x{} | {}, {:.2} dB | {}, {:.2} dB | {}, {:.2} dB", r.factor, pct(r.ilvr.accuracy), r.ilvr.psnr, pct(r.bilinear.accuracy), r.bilinear.psnr, pct(r.bicubic.accuracy), r.bicubic.psnr);
+    }
+    println!("inversion steps | reconstruction PSNR");
+    for r in &t.inversion {
+        println!("{} | {:.2} dB", r.steps, r.psnr);
+    }
+}
+
 fn main() {
     if let Err(e) = run() {
         eprintln!("error: {e}");
@@ -80,6 +111,7 @@ fn run() -> Result<(), String> {
     let mut weights_swept: Vec<f64> = Vec::new();
     let mut interval_override: Option<Option<GuidanceInterval>> = None;
     let (mut steps_samples, mut steps_list) = (500usize, vec![5usize, 10, 20, 50, 100]);
+    let mut restore_digits = 500usize;
     let mut only: BTreeSet<String> = ["classifier", "ddim", "ddpm", "fd", "nll", "nll-beta-tilde"].iter().map(|s| s.to_string()).collect();
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -94,6 +126,7 @@ fn run() -> Result<(), String> {
             "--guidance-interval" => interval_override = Some(parse_interval(args.next())?),
             "--steps-samples" => steps_samples = num("--steps-samples")?,
             "--steps-list" => steps_list = list(args.next(), "--steps-list", "a step count in 2..=1000", |k: &usize| (2..=1000).contains(k))?,
+            "--restore-digits" => restore_digits = num("--restore-digits")?,
             "--weights" => dir = args.next().ok_or("--weights needs a directory")?.into(),
             "--only" => only = args.next().ok_or("--only needs a list")?.split(',').map(|s| s.trim().to_string()).collect(),
             other => return Err(format!("unknown argument {other}")),
@@ -289,6 +322,28 @@ fn run() -> Result<(), String> {
                    "sample_count": steps_samples, "guidance": cfg.guidance, "guidance_interval": cfg.guidance_interval, "real_vs_real_same_count": real, "rows": rows,
                    "command": command(format!("--only steps --steps-samples {steps_samples} --steps-list {}", list.join(",")))}),
         );
+    }
+    if only.contains("restore") {
+        let start = Instant::now();
+        // An equal share of each label: the held-out list is grouped by label.
+        let n = restore_digits.min(held_out.len());
+        let stride = held_out.len() / n;
+        let digits: Vec<_> = held_out.iter().step_by(stride).take(n).cloned().collect();
+        let limits = RestoreLimits::new(cfg.timesteps, n, cfg.guidance);
+        let defaults = RestoreControls::defaults(&limits);
+        let plan = RestorePlan {
+            settings: TableSettings { steps: defaults.steps, jump: defaults.jump, resamplings: defaults.resamplings, samples: defaults.samples, seed: 7_000_000 },
+            sigmas: vec![0.25, 0.5, 1.0],
+            factors: limits.factors.clone(),
+            inversion_steps: vec![10, 50, 200],
+            batch,
+        };
+        let mut report = |m: &str| progress(m);
+        let table = restore_table(&model, &classifier, &cfg, &digits, &plan, command(format!("--only restore --restore-digits {n}")), &cache, &device, &mut report);
+        eprintln!();
+        print_restore_table(&table);
+        println!("[{:.0} s]", start.elapsed().as_secs_f64());
+        metrics.insert("restore".into(), serde_json::to_value(&table).expect("the table serialises"));
     }
     // The bound as the sampler defines the model (sigma^2 = beta), and with sigma^2 = beta_tilde for
     // t > 1 (Ho et al. 3.2: the other natural choice; same decoder L_0, same noise per digit).

@@ -1,6 +1,8 @@
-//! Native only: the MNIST data ([`data`]), training ([`train`]) and evaluation ([`evaluate`])
+//! Native only: the MNIST data ([`data`]), training ([`train`]) and evaluation ([`evaluate`], and
+//! of the restore page's operations [`evaluate_restore`])
 //! behind the command-line tools in `src/bin/`.
 
 pub mod data;
 pub mod evaluate;
+pub mod evaluate_restore;
 pub mod train;

@@ -117,6 +117,8 @@ pub const BLUR_SIGMAS: [f32; 8] = [0.0, 0.4, 0.6, 0.8, 1.0, 1.3, 1.7, 2.2];
 
 /// Peak signal-to-noise ratio in dB over the pixels where `region` is 1 (all when `None`), with
 /// the model space's peak-to-peak range 2: 10 log10(4 / MSE). Infinite for an exact match.
+/// Given a set of images end to end, it pools their squared error: the set's PSNR, which an image
+/// whose region happens to match exactly (infinite PSNR alone) cannot swamp.
 pub fn psnr(estimate: &[f32], truth: &[f32], region: Option<&[f32]>) -> f64 {
     let (mut sum, mut count) = (0.0f64, 0usize);
     for k in 0..truth.len() {

@@ -110,6 +110,105 @@ pub fn respaced(top: usize, steps: usize) -> Vec<usize> {
     tau
 }
 
+/// The reverse-process part of an operation on a batch of images: what the page runs on one image
+/// and the evaluation on many. Image k draws its noise from the streams of cell `first_cell + k`.
+pub struct Batch {
+    /// The respaced timestep indices, descending.
+    pub tau: Vec<usize>,
+    pub run: Restoration,
+    /// What each image's run starts from (damaged, noisy, low-resolution, the sketch), n * PIXELS.
+    pub input: Vec<f32>,
+}
+
+impl Batch {
+    /// `images`: n * PIXELS values in model space. An inpainting mask has PIXELS values (one for
+    /// every image) or n * PIXELS; a denoising run carries `samples` copies of each noisy image,
+    /// image after image. Inversion runs as [`RestoreRun`] (two images, two phases).
+    pub fn new(task: &Task, images: &[f32], steps: usize, (seed, first_cell): (u64, usize), schedule: &NoiseSchedule, device: &Device) -> Result<Self, String> {
+        if images.is_empty() || images.len() % PIXELS != 0 {
+            return Err(format!("images come in {PIXELS} values each, not {}", images.len()));
+        }
+        let n = images.len() / PIXELS;
+        let t_max = schedule.timesteps();
+        let steps = steps.clamp(1, t_max);
+        let shape = |count: usize| [count, IMAGE_CHANNELS, IMAGE_SIZE, IMAGE_SIZE];
+        let cells = (seed, first_cell);
+        Ok(match task {
+            Task::Inpaint { mask, jump, resamplings } => {
+                let masks = match mask.len() {
+                    len if len == PIXELS => repeat(mask, n),
+                    len if len == images.len() => mask.clone(),
+                    len => return Err(format!("a mask has {PIXELS} values (or one set per image), not {len}")),
+                };
+                let tau = schedule.ddim_timesteps(steps);
+                let moves = repaint_moves(tau.len(), (*jump).clamp(1, tau.len()), (*resamplings).max(1));
+                let constraint = Constraint::Known { mask: upload(&masks, n, device), image: upload(images, n, device) };
+                let run = Restoration::new(schedule, tau.clone(), moves, Start::Noise, constraint, 1.0, true, cells, shape(n), device);
+                let input = images.chunks(PIXELS).zip(masks.chunks(PIXELS)).flat_map(|(x, m)| damaged(x, m)).collect();
+                Self { tau, run, input }
+            }
+            Task::Denoise { sigma, samples } => {
+                let samples = (*samples).max(1);
+                let noisy: Vec<f32> = images
+                    .chunks(PIXELS)
+                    .enumerate()
+                    .flat_map(|(k, x)| {
+                        let noise = NoiseSource::for_cell(seed ^ 0x6E6F_6973, first_cell + k).normal(PIXELS);
+                        x.iter().zip(noise).map(|(x, z)| x + (*sigma as f32) * z).collect::<Vec<_>>()
+                    })
+                    .collect();
+                let i = matched_index(schedule, *sigma);
+                let tau = respaced(i, steps);
+                let copies: Vec<f32> = noisy.chunks(PIXELS).flat_map(|x| repeat(x, samples)).collect();
+                let start = noisy_as_state(schedule, upload(&copies, n * samples, device), i);
+                let run = Restoration::new(schedule, tau.clone(), reverse_moves(tau.len()), Start::State(start), Constraint::None, 1.0, true, (seed, first_cell * samples), shape(n * samples), device);
+                Self { tau, run, input: noisy }
+            }
+            Task::Superres { factor } => {
+                if !matches!(factor, 2 | 4) {
+                    return Err(format!("super-resolution is x2 or x4, not x{factor}"));
+                }
+                let reference: Vec<f32> = images.chunks(PIXELS).flat_map(|x| upsample_nearest(&downsample(x, *factor), *factor)).collect();
+                let tau = schedule.ddim_timesteps(steps);
+                let constraint = Constraint::LowPass { factor: *factor, reference: upload(&reference, n, device) };
+                let run = Restoration::new(schedule, tau.clone(), reverse_moves(tau.len()), Start::Noise, constraint, 1.0, true, cells, shape(n), device);
+                Self { tau, run, input: reference }
+            }
+            Task::Sketch { strength } => {
+                let top = ((strength.clamp(0.0, 1.0) * t_max as f64).round() as usize).clamp(1, t_max) - 1;
+                let tau = respaced(top, ((steps as f64 * strength).round() as usize).max(1));
+                let run = Restoration::new(schedule, tau.clone(), reverse_moves(tau.len()), Start::Noised(upload(images, n, device)), Constraint::None, 1.0, true, cells, shape(n), device);
+                Self { tau, run, input: images.to_vec() }
+            }
+            Task::Invert { .. } => return Err("inversion runs as a RestoreRun: two images, inverted then decoded".into()),
+        })
+    }
+}
+
+/// The classic answers beside the model's for one `image` and its `input`.
+fn baselines(task: &Task, image: &[f32], input: &[f32]) -> Vec<Baseline> {
+    match task {
+        Task::Inpaint { mask, .. } => vec![Baseline { name: "harmonic fill".into(), image: harmonic_fill(image, mask) }],
+        // The blur width that best matches the truth: an oracle-tuned classic denoiser.
+        Task::Denoise { .. } => {
+            let blurred = BLUR_SIGMAS
+                .iter()
+                .map(|&s| gaussian_blur(input, s))
+                .max_by(|a, b| psnr(a, image, None).total_cmp(&psnr(b, image, None)))
+                .expect("blur widths");
+            vec![Baseline { name: "Gaussian blur (width tuned)".into(), image: blurred }]
+        }
+        Task::Superres { factor } => {
+            let small = downsample(image, *factor);
+            vec![
+                Baseline { name: "bilinear".into(), image: upsample_bilinear(&small, *factor) },
+                Baseline { name: "bicubic".into(), image: upsample_bicubic(&small, *factor) },
+            ]
+        }
+        Task::Sketch { .. } | Task::Invert { .. } => Vec::new(),
+    }
+}
+
 enum Phase {
     /// DDIM inversion of the two digits climbing `tau` reversed; `position` moves done.
     Inverting { x: Tensor<4>, position: usize },
@@ -159,66 +258,9 @@ impl RestoreRun {
         if image.len() != PIXELS {
             return Err(format!("an image has {PIXELS} values, not {}", image.len()));
         }
-        let t_max = schedule.timesteps();
-        let steps = settings.steps.clamp(1, t_max);
+        let steps = settings.steps.clamp(1, schedule.timesteps());
         let seed = settings.seed;
-        let one = [1, IMAGE_CHANNELS, IMAGE_SIZE, IMAGE_SIZE];
         let (tau, phase, input, baselines, total) = match &settings.task {
-            Task::Inpaint { mask, jump, resamplings } => {
-                if mask.len() != PIXELS {
-                    return Err(format!("a mask has {PIXELS} values, not {}", mask.len()));
-                }
-                let tau = schedule.ddim_timesteps(steps);
-                let moves = repaint_moves(tau.len(), (*jump).clamp(1, tau.len()), (*resamplings).max(1));
-                let total = moves.len();
-                let constraint = Constraint::Known { mask: upload(mask, 1, device), image: upload(image, 1, device) };
-                let run = Restoration::new(schedule, tau.clone(), moves, Start::Noise, constraint, 1.0, true, (seed, 0), one, device);
-                let baselines = vec![Baseline { name: "harmonic fill".into(), image: harmonic_fill(image, mask) }];
-                (tau, Phase::Running(run), damaged(image, mask), baselines, total)
-            }
-            Task::Denoise { sigma, samples } => {
-                let samples = (*samples).max(1);
-                let noise = NoiseSource::new(seed ^ 0x6E6F_6973).normal(PIXELS);
-                let noisy: Vec<f32> = image.iter().zip(&noise).map(|(x, n)| x + (*sigma as f32) * n).collect();
-                let i = matched_index(schedule, *sigma);
-                let tau = respaced(i, steps);
-                let start = noisy_as_state(schedule, upload(&repeat(&noisy, samples), samples, device), i);
-                let moves = reverse_moves(tau.len());
-                let total = moves.len();
-                let run = Restoration::new(schedule, tau.clone(), moves, Start::State(start), Constraint::None, 1.0, true, (seed, 0), [samples, IMAGE_CHANNELS, IMAGE_SIZE, IMAGE_SIZE], device);
-                // The blur width that best matches the truth: an oracle-tuned classic denoiser.
-                let blurred = BLUR_SIGMAS
-                    .iter()
-                    .map(|&s| gaussian_blur(&noisy, s))
-                    .max_by(|a, b| psnr(a, image, None).total_cmp(&psnr(b, image, None)))
-                    .expect("blur widths");
-                (tau, Phase::Running(run), noisy, vec![Baseline { name: "Gaussian blur (width tuned)".into(), image: blurred }], total)
-            }
-            Task::Superres { factor } => {
-                if !matches!(factor, 2 | 4) {
-                    return Err(format!("super-resolution is x2 or x4, not x{factor}"));
-                }
-                let small = downsample(image, *factor);
-                let reference = upsample_nearest(&small, *factor);
-                let tau = schedule.ddim_timesteps(steps);
-                let moves = reverse_moves(tau.len());
-                let total = moves.len();
-                let constraint = Constraint::LowPass { factor: *factor, reference: upload(&reference, 1, device) };
-                let run = Restoration::new(schedule, tau.clone(), moves, Start::Noise, constraint, 1.0, true, (seed, 0), one, device);
-                let baselines = vec![
-                    Baseline { name: "bilinear".into(), image: upsample_bilinear(&small, *factor) },
-                    Baseline { name: "bicubic".into(), image: upsample_bicubic(&small, *factor) },
-                ];
-                (tau, Phase::Running(run), reference, baselines, total)
-            }
-            Task::Sketch { strength } => {
-                let top = ((strength.clamp(0.0, 1.0) * t_max as f64).round() as usize).clamp(1, t_max) - 1;
-                let tau = respaced(top, ((steps as f64 * strength).round() as usize).max(1));
-                let moves = reverse_moves(tau.len());
-                let total = moves.len();
-                let run = Restoration::new(schedule, tau.clone(), moves, Start::Noised(upload(image, 1, device)), Constraint::None, 1.0, true, (seed, 0), one, device);
-                (tau, Phase::Running(run), image.to_vec(), Vec::new(), total)
-            }
             Task::Invert { other, .. } => {
                 if other.len() != PIXELS {
                     return Err(format!("the second image has {PIXELS} values, not {}", other.len()));
@@ -227,6 +269,12 @@ impl RestoreRun {
                 let both = [image, other.as_slice()].concat();
                 let total = 2 * tau.len();
                 (tau, Phase::Inverting { x: upload(&both, 2, device), position: 0 }, both, Vec::new(), total)
+            }
+            task => {
+                let Batch { tau, run, input } = Batch::new(task, image, steps, (seed, 0), schedule, device)?;
+                let baselines = baselines(task, image, &input);
+                let total = run.total_moves();
+                (tau, Phase::Running(run), input, baselines, total)
             }
         };
         Ok(Self { settings, schedule: schedule.clone(), tau, phase, input, baselines, before: 0, total, tweedie: None, device: device.clone() })
