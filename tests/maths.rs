@@ -362,3 +362,24 @@ fn the_default_guidance_interval_is_the_sigma_interval_of_kynkaanniemi_et_al() {
         assert!((sigma(t) - ((1.0 - alpha_bar(t)) / alpha_bar(t)).sqrt()).abs() < 1e-9 * sigma(t), "t = {t}");
     }
 }
+
+#[test]
+fn the_classifier_score_runs_from_one_to_the_number_of_classes() {
+    use ddpm_web::diffusion::metrics::classifier_score;
+    // Every image read with certainty, each class equally often: KL = ln 10 for each, score 10.
+    let confident: Vec<Vec<f32>> = (0..50).map(|k| (0..10).map(|c| if c == k % 10 { 1.0 } else { 0.0 }).collect()).collect();
+    assert!((classifier_score(&confident) - 10.0).abs() < 1e-9);
+    // Every image read the same way (however unsure): p(y | x) = p(y), KL = 0, score 1.
+    let same: Vec<Vec<f32>> = vec![vec![0.5, 0.2, 0.1, 0.05, 0.05, 0.04, 0.03, 0.02, 0.005, 0.005]; 20];
+    assert!((classifier_score(&same) - 1.0).abs() < 1e-6);
+    // Certain, but only two classes used equally: the score is 2.
+    let two: Vec<Vec<f32>> = (0..40).map(|k| (0..10).map(|c| if c == k % 2 { 1.0 } else { 0.0 }).collect()).collect();
+    assert!((classifier_score(&two) - 2.0).abs() < 1e-9);
+    // A closed form in between: half the images certain of class 0, half uniform. p(y) = (0.55,
+    // 0.05, ...): KL of the certain rows ln(1 / 0.55), of the uniform rows
+    // 0.1 ln(0.1 / 0.55) + 0.9 ln(0.1 / 0.05).
+    let mut mixed: Vec<Vec<f32>> = vec![(0..10).map(|c| if c == 0 { 1.0 } else { 0.0 }).collect(); 10];
+    mixed.extend(vec![vec![0.1; 10]; 10]);
+    let expected = (0.5 * (1.0f64 / 0.55).ln() + 0.5 * (0.1 * (0.1f64 / 0.55).ln() + 0.9 * 2.0f64.ln())).exp();
+    assert!((classifier_score(&mixed) - expected).abs() < 1e-6, "{} vs {expected}", classifier_score(&mixed));
+}

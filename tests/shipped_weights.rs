@@ -113,3 +113,23 @@ fn the_shipped_samplers_table_reads_as_typed_rows() {
         assert!(rows.iter().all(|r| r.frechet_distance > 0.0 && (r.ratio_to_real - r.frechet_distance / table.real_vs_real_same_count).abs() < 1e-9));
     }
 }
+
+#[test]
+fn the_shipped_restore_table_covers_every_operation_on_at_least_500_held_out_digits() {
+    // The restore page draws this table from the manifest (`evaluate --only restore --record`).
+    use ddpm_web::restore::damage::Damage;
+    let manifest = common::shipped_manifest();
+    let table = manifest.restore_table().expect("the restore table is shipped").unwrap();
+    assert!(table.digits >= 500 && table.command.contains("--only restore"), "{} digits", table.digits);
+    assert_eq!(table.inpainting.iter().map(|r| r.preset).collect::<Vec<_>>(), Damage::ALL.to_vec());
+    assert!(table.denoising.len() >= 3 && table.denoising.windows(2).all(|w| w[0].sigma < w[1].sigma && w[0].t < w[1].t));
+    assert_eq!(table.superres.iter().map(|r| r.factor).collect::<Vec<_>>(), vec![2, 4]);
+    assert_eq!(table.inversion.iter().map(|r| r.steps).collect::<Vec<_>>(), vec![10, 50, 200]);
+    for r in &table.denoising {
+        // The noisy input is not clipped, so its PSNR is the noise's own, 10 log10(4 / sigma^2) dB,
+        // to sampling error over 392,000 pixels.
+        assert!((r.noisy - 10.0 * (4.0 / (r.sigma * r.sigma)).log10()).abs() < 0.1, "{r:?}");
+    }
+    // Inversion's round trip improves with the steps.
+    assert!(table.inversion.windows(2).all(|w| w[0].psnr < w[1].psnr));
+}

@@ -52,6 +52,14 @@ impl NumberLimit {
         Self { min, max, step: 1.0, default, integer: true }
     }
 
+    /// The allowed value nearest `value`: within the range and on the step's grid from `min`.
+    pub fn nearest(&self, value: f64) -> f64 {
+        let value = if value.is_finite() { value.clamp(self.min, self.max) } else { self.default };
+        let on_grid = self.min + ((value - self.min) / self.step).round() * self.step;
+        // A whole number of millionths, so that the value prints as it reads.
+        (on_grid.min(self.max) * 1e6).round() / 1e6
+    }
+
     /// The value if it is a number within the limit, else why not.
     pub fn check(&self, name: &str, raw: &str) -> Result<f64, String> {
         let kind = if self.integer { "a whole number" } else { "a number" };

@@ -129,3 +129,12 @@ mod tests {
         assert_eq!(&rgba[4 * 300..4 * 301], &[44, 44, 44, 255]);
     }
 }
+
+/// A picture's grey levels as the model's digits are, light strokes on a dark ground: inverted
+/// when its border (the outermost ring of pixels) is mostly light, as a digit written on paper is.
+pub fn light_on_dark(levels: &[u8]) -> Vec<u8> {
+    let n = (levels.len() as f64).sqrt() as usize;
+    let border: Vec<u8> = (0..levels.len()).filter(|&k| k / n == 0 || k / n == n - 1 || k % n == 0 || k % n == n - 1).map(|k| levels[k]).collect();
+    let mean = border.iter().map(|&v| v as f64).sum::<f64>() / border.len().max(1) as f64;
+    if mean > 127.5 { levels.iter().map(|v| 255 - v).collect() } else { levels.to_vec() }
+}

@@ -10,7 +10,8 @@ use crate::app::controls::{BackendPreference, NumberLimit, echo};
 use crate::app::protocol::{BackendInfo, WeightFiles};
 use crate::restore::damage::Damage;
 pub use crate::restore::operation::Measure;
-use crate::restore::operation::{Operation, RestoreSettings, Task};
+use crate::restore::evaluation::RestoreTable;
+use crate::restore::operation::{Noise, Operation, RestoreSettings, Task};
 
 /// Every control's limits and defaults.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -179,7 +180,7 @@ impl RestoreControls {
     pub fn settings(&self, mask: Option<Vec<f32>>, other: Vec<f32>) -> RestoreSettings {
         let task = match self.operation {
             Operation::Inpaint => Task::Inpaint { mask: mask.unwrap_or_else(|| self.preset.mask(self.seed)), jump: self.jump, resamplings: self.resamplings },
-            Operation::Denoise => Task::Denoise { sigma: self.noise, samples: self.samples },
+            Operation::Denoise => Task::Denoise { sigma: self.noise, samples: self.samples, noise: Noise::Added },
             Operation::Superres => Task::Superres { factor: self.factor },
             Operation::Sketch => Task::Sketch { strength: self.strength },
             Operation::Invert => Task::Invert { other, frames: self.frames },
@@ -227,6 +228,19 @@ pub struct Picture {
     pub rgba: ByteBuf,
 }
 
+/// Where a run's starting image comes from.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Source {
+    /// The shipped held-out digit the controls name.
+    Shipped,
+    /// The reader's drawing on the pad: 784 grey levels.
+    Drawn { levels: ByteBuf },
+    /// A picture the reader uploaded, reduced by the page to 784 grey levels. Denoising takes it
+    /// as already noisy (no noise is added); the other operations start from it as from a drawing.
+    Uploaded { levels: ByteBuf },
+}
+
 /// Requests from the restore page to its worker.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -234,12 +248,12 @@ pub enum RestoreRequest {
     /// Open the backend and the weights; `digits` is `digits.json`.
     Init { query: Vec<(String, String)>, files: WeightFiles, digits: String },
     Parse { pairs: Vec<(String, String)> },
-    /// The starting image of a run for these controls (the digit, or `drawn` levels), its
-    /// damaged / noisy / low-resolution input, and the preset's mask, for the page to show and edit.
-    Prepare { controls: RestoreControls, drawn: Option<ByteBuf> },
+    /// The starting image of a run for these controls, its damaged / noisy / low-resolution
+    /// input, and the preset's mask, for the page to show and edit.
+    Prepare { controls: RestoreControls, source: Source },
     /// Begin a run; `mask`: the reader's brush mask as 784 bytes (1 known, 0 erased), replacing
-    /// the preset's; `drawn`: the reader's drawing as 784 grey levels, replacing the digit.
-    Begin { controls: RestoreControls, mask: Option<ByteBuf>, drawn: Option<ByteBuf> },
+    /// the preset's.
+    Begin { controls: RestoreControls, mask: Option<ByteBuf>, source: Source },
     /// One move; `draw`: read back and send the frame; `view_x0`: show x_0's estimate, not x_t.
     Step { draw: bool, view_x0: bool },
     /// The kept frame `index` of the last run.
@@ -249,10 +263,13 @@ pub enum RestoreRequest {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum RestoreReply {
-    Ready { backend: BackendInfo, limits: RestoreLimits, page: RestoreQuery, digit_labels: Vec<usize> },
+    /// `table`: the shipped evaluation of these weights' restorations, when they have one.
+    Ready { backend: BackendInfo, limits: RestoreLimits, page: RestoreQuery, digit_labels: Vec<usize>, table: Option<RestoreTable> },
     Parsed { page: RestoreQuery },
-    /// The original (when there is one), the operation's input, and the mask as 784 bytes.
-    Prepared { original: Option<Picture>, input: Picture, mask: Option<ByteBuf> },
+    /// The original (when there is one), the operation's input, and the mask as 784 bytes;
+    /// for an uploaded picture to denoise, its estimated noise level (the slider's value to set,
+    /// within the slider's range).
+    Prepared { original: Option<Picture>, input: Picture, mask: Option<ByteBuf>, noise_estimate: Option<f64> },
     /// The run began: its moves, the frame's size, and the baselines' pictures by name.
     Began { total: usize, width: usize, height: usize, baselines: Vec<(String, Picture)> },
     /// A move done; the frame when drawn, with the classifier's reading of each image.

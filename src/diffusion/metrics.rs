@@ -1,6 +1,7 @@
 //! Sample-quality metrics on host vectors: the Fréchet distance between Gaussians fitted to two
 //! feature sets (Heusel et al. 2017), with a Jacobi eigensolver for the matrix square root; the
-//! share of images with stray marks beside the digit.
+//! share of images with stray marks beside the digit; the classifier score (an Inception Score
+//! with the project's classifier).
 
 /// Mean and covariance (divisor n - 1) of `rows` (each of length d).
 pub fn mean_cov(rows: &[Vec<f32>]) -> (Vec<f64>, Vec<f64>) {
@@ -265,4 +266,21 @@ pub fn stray_mark_share(values: &[f32], width: usize) -> f64 {
     let images: Vec<&[f32]> = values.chunks(width * width).collect();
     let marked = images.iter().filter(|im| bright_regions(im, width).iter().filter(|&&s| s >= STRAY_MARK_PIXELS).count() > 1).count();
     marked as f64 / images.len().max(1) as f64
+}
+
+/// The classifier score (the Inception Score of Salimans et al. 2016 with the project's digit
+/// classifier in place of Inception): exp(E_x[KL(p(y | x) || p(y))]), p(y) the mean of the rows.
+/// Each row is one image's class probabilities. It runs from 1 (every image read the same way) to
+/// the number of classes (every image read with certainty, the classes equally often).
+pub fn classifier_score(probabilities: &[Vec<f32>]) -> f64 {
+    let n = probabilities.len();
+    assert!(n > 0, "the score needs at least one image");
+    let classes = probabilities[0].len();
+    let marginal: Vec<f64> = (0..classes).map(|c| probabilities.iter().map(|p| p[c] as f64).sum::<f64>() / n as f64).collect();
+    let kl: f64 = probabilities
+        .iter()
+        .map(|p| p.iter().zip(&marginal).filter(|(pc, _)| **pc > 0.0).map(|(&pc, &m)| pc as f64 * (pc as f64 / m).ln()).sum::<f64>())
+        .sum::<f64>()
+        / n as f64;
+    kl.exp()
 }

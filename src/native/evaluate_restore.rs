@@ -15,7 +15,7 @@ use crate::nets::unet::{IMAGE_CHANNELS, IMAGE_SIZE, NULL_CLASS, PIXELS, UNet};
 use crate::restore::baselines::{BLUR_SIGMAS, downsample, gaussian_blur, harmonic_fill, psnr, upsample_bicubic, upsample_bilinear};
 use crate::restore::damage::{Damage, damaged};
 use crate::restore::evaluation::{DenoiseRow, InpaintRow, InversionRow, RestoreTable, Scores, SuperresRow, TableSettings, accuracy};
-use crate::restore::operation::{Batch, Task};
+use crate::restore::operation::{Batch, Noise, Task};
 
 /// What to measure beyond the page's defaults.
 pub struct RestorePlan {
@@ -125,7 +125,7 @@ impl Evaluator<'_> {
             .sigmas
             .iter()
             .map(|&sigma| {
-                let task = |_: usize, _: usize| Task::Denoise { sigma, samples };
+                let task = |_: usize, _: usize| Task::Denoise { sigma, samples, noise: Noise::Added };
                 let per_chunk = (self.plan.batch / samples).max(1);
                 let chunk = self.run(&format!("{}-denoise-{sigma}-k{samples}", self.tag()), truths, per_chunk, task, progress);
                 // Rows of a chunk: the samples of digit 0, then of digit 1, ...

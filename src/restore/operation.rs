@@ -50,9 +50,15 @@ impl Operation {
 pub enum Task {
     /// RePaint with the known-pixel `mask` (1 known) and its resampling schedule.
     Inpaint { mask: Vec<f32>, jump: usize, resamplings: usize },
-    /// Gaussian noise of standard deviation `sigma` (model space) added to the image, then the
-    /// Tweedie estimate at the matched t and `samples` posterior samples from it.
-    Denoise { sigma: f64, samples: usize },
+    /// An image with Gaussian noise of standard deviation `sigma` (model space): added to the
+    /// digit, or already in it (an upload); then the Tweedie estimate at the matched t and
+    /// `samples` posterior samples from it.
+    Denoise {
+        sigma: f64,
+        samples: usize,
+        #[serde(default)]
+        noise: Noise,
+    },
     /// ILVR from the image's block means at 1/`factor` of its side.
     Superres { factor: usize },
     /// SDEdit: the image noised to t_0 = `strength` T and denoised.
@@ -61,6 +67,20 @@ pub enum Task {
     /// spherical interpolation between the two noises.
     Invert { other: Vec<f32>, frames: usize },
 }
+
+/// Where a denoising run's noise comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Noise {
+    /// Drawn from the run's seed and added to the image.
+    #[default]
+    Added,
+    /// Already in the image (a noisy picture the reader uploaded), at about `sigma`.
+    Given,
+}
+
+/// The blur of the denoising baseline when there is no clean image to tune its width against.
+pub const UNTUNED_BLUR_WIDTH: f32 = 1.0;
 
 impl Task {
     pub fn operation(&self) -> Operation {
@@ -147,16 +167,16 @@ impl Batch {
                 let input = images.chunks(PIXELS).zip(masks.chunks(PIXELS)).flat_map(|(x, m)| damaged(x, m)).collect();
                 Self { tau, run, input }
             }
-            Task::Denoise { sigma, samples } => {
+            Task::Denoise { sigma, samples, noise } => {
                 let samples = (*samples).max(1);
-                let noisy: Vec<f32> = images
+                let noisy: Vec<f32> = if *noise == Noise::Given { images.to_vec() } else { images
                     .chunks(PIXELS)
                     .enumerate()
                     .flat_map(|(k, x)| {
                         let noise = NoiseSource::for_cell(seed ^ 0x6E6F_6973, first_cell + k).normal(PIXELS);
                         x.iter().zip(noise).map(|(x, z)| x + (*sigma as f32) * z).collect::<Vec<_>>()
                     })
-                    .collect();
+                    .collect() };
                 let i = matched_index(schedule, *sigma);
                 let tau = respaced(i, steps);
                 let copies: Vec<f32> = noisy.chunks(PIXELS).flat_map(|x| repeat(x, samples)).collect();
@@ -189,6 +209,9 @@ impl Batch {
 fn baselines(task: &Task, image: &[f32], input: &[f32]) -> Vec<Baseline> {
     match task {
         Task::Inpaint { mask, .. } => vec![Baseline { name: "harmonic fill".into(), image: harmonic_fill(image, mask) }],
+        Task::Denoise { noise: Noise::Given, .. } => {
+            vec![Baseline { name: format!("Gaussian blur ({UNTUNED_BLUR_WIDTH} px)"), image: gaussian_blur(input, UNTUNED_BLUR_WIDTH) }]
+        }
         // The blur width that best matches the truth: an oracle-tuned classic denoiser.
         Task::Denoise { .. } => {
             let blurred = BLUR_SIGMAS

@@ -11,12 +11,13 @@ use wasm_bindgen::prelude::*;
 
 use super::sampler_worker::readout;
 use super::session::{Session, read_f32};
-use crate::app::image::{from_pixels, grid_rgba, to_pixels};
-use crate::app::restore_page::{Picture, RestoreControls, RestoreLimits, RestoreQuery, RestoreReply, RestoreRequest};
+use crate::app::image::{from_pixels, grid_rgba, light_on_dark, to_pixels};
+use crate::app::restore_page::{Picture, RestoreControls, RestoreLimits, RestoreQuery, RestoreReply, RestoreRequest, Source};
 use crate::diffusion::sampling::GuidedDenoiser;
 use crate::explain::compute::{ExampleDigit, parse_example_digits};
 use crate::nets::unet::{NULL_CLASS, NUM_DIGITS, PIXELS};
-use crate::restore::operation::{Operation, RestoreRun, Task};
+use crate::restore::baselines::estimate_noise_sigma;
+use crate::restore::operation::{Noise, Operation, RestoreRun, RestoreSettings, Task};
 
 struct Kept {
     t: usize,
@@ -57,14 +58,49 @@ fn bytes(name: &str, b: Option<ByteBuf>) -> Result<Option<Vec<u8>>, String> {
     }
 }
 
+/// A run's starting image and what the page knows about it.
+struct Start {
+    image: Vec<f32>,
+    /// The reader's own picture (drawn or uploaded): there is no original to measure against,
+    /// except as a sketch's faithfulness.
+    own: bool,
+    /// An uploaded picture: denoising takes it as already noisy.
+    uploaded: bool,
+}
+
 impl State {
-    /// The starting image: the reader's drawing, or the shipped digit.
-    fn image(&self, controls: &RestoreControls, drawn: &Option<Vec<u8>>) -> Result<(Vec<f32>, bool), String> {
-        if let Some(levels) = drawn {
-            return Ok((from_pixels(levels), true));
+    /// The starting image: the shipped digit, the reader's drawing, or an upload (light strokes
+    /// on dark, like the model's digits).
+    fn start(&self, controls: &RestoreControls, source: Source) -> Result<Start, String> {
+        match source {
+            Source::Shipped => {
+                let digit = self.digits.get(controls.digit).ok_or_else(|| format!("no shipped digit {}", controls.digit))?;
+                Ok(Start { image: digit.to_model_space(), own: false, uploaded: false })
+            }
+            Source::Drawn { levels } => Ok(Start { image: from_pixels(&bytes("the drawing", Some(levels))?.unwrap()), own: true, uploaded: false }),
+            Source::Uploaded { levels } => {
+                let levels = bytes("the uploaded picture", Some(levels))?.unwrap();
+                Ok(Start { image: from_pixels(&light_on_dark(&levels)), own: true, uploaded: true })
+            }
         }
-        let digit = self.digits.get(controls.digit).ok_or_else(|| format!("no shipped digit {}", controls.digit))?;
-        Ok((digit.to_model_space(), false))
+    }
+}
+
+impl Start {
+    /// The run's settings: an upload to denoise carries its own noise.
+    fn settings(&self, controls: &RestoreControls, mask: Option<Vec<f32>>, other: Vec<f32>) -> RestoreSettings {
+        let mut settings = controls.settings(mask, other);
+        if let Task::Denoise { noise, .. } = &mut settings.task {
+            if self.uploaded {
+                *noise = Noise::Given;
+            }
+        }
+        settings
+    }
+
+    /// The original a run is measured against.
+    fn truth(&self, operation: Operation) -> Option<Vec<f32>> {
+        (!self.own || operation == Operation::Sketch).then(|| self.image.clone())
     }
 }
 
@@ -91,7 +127,9 @@ impl RestoreWorker {
             let session = Session::open(backend, files).await?;
             let limits = RestoreLimits::new(session.config.timesteps, digits.len(), session.config.guidance);
             let page = RestoreQuery::parse(&query, &limits);
-            let reply = RestoreReply::Ready { backend: session.backend.info.clone(), limits: limits.clone(), page, digit_labels: digits.iter().map(|d| d.label).collect() };
+            // A table that does not parse is left out, not fatal: the page works without it.
+            let table = session.manifest.restore_table().and_then(Result::ok);
+            let reply = RestoreReply::Ready { backend: session.backend.info.clone(), limits: limits.clone(), page, digit_labels: digits.iter().map(|d| d.label).collect(), table };
             *self.state.borrow_mut() = Some(State { session, limits, digits, run: None });
             return Ok(reply);
         }
@@ -104,8 +142,8 @@ impl RestoreWorker {
                 let state = self.state.borrow();
                 Ok(RestoreReply::Parsed { page: RestoreQuery::parse(&pairs, &state.as_ref().unwrap().limits) })
             }
-            RestoreRequest::Prepare { controls, drawn } => self.prepare(controls, bytes("the drawing", drawn)?),
-            RestoreRequest::Begin { controls, mask, drawn } => self.begin(controls, bytes("the mask", mask)?, bytes("the drawing", drawn)?),
+            RestoreRequest::Prepare { controls, source } => self.prepare(controls, source),
+            RestoreRequest::Begin { controls, mask, source } => self.begin(controls, bytes("the mask", mask)?, source),
             RestoreRequest::Step { draw, view_x0 } => self.step(draw, view_x0).await,
             RestoreRequest::Frame { index } => {
                 let state = self.state.borrow();
@@ -130,25 +168,26 @@ impl RestoreWorker {
     }
 
     /// What the page shows before a run: the original, the operation's input and the mask.
-    fn prepare(&self, controls: RestoreControls, drawn: Option<Vec<u8>>) -> Result<RestoreReply, String> {
+    fn prepare(&self, controls: RestoreControls, source: Source) -> Result<RestoreReply, String> {
         self.check(&controls)?;
         let state = self.state.borrow();
         let state = state.as_ref().unwrap();
-        let (image, is_drawing) = state.image(&controls, &drawn)?;
+        let start = state.start(&controls, source)?;
         let mask = (controls.operation == Operation::Inpaint).then(|| controls.preset.mask(controls.seed));
-        let other = state.digits.get(controls.second).map(|d| d.to_model_space()).unwrap_or_else(|| image.clone());
-        let run = RestoreRun::new(controls.settings(mask.clone(), other), &image, &state.session.schedule, &state.session.backend.device)?;
+        let other = state.digits.get(controls.second).map(|d| d.to_model_space()).unwrap_or_else(|| start.image.clone());
+        let run = RestoreRun::new(start.settings(&controls, mask.clone(), other), &start.image, &state.session.schedule, &state.session.backend.device)?;
         let count = run.input.len() / PIXELS;
-        let original = (!is_drawing || controls.operation == Operation::Sketch).then(|| picture(&image, 1));
+        let original = start.truth(controls.operation).map(|x| picture(&x, 1));
         let mask = mask.map(|m| ByteBuf::from(m.iter().map(|&v| v as u8).collect::<Vec<u8>>()));
-        Ok(RestoreReply::Prepared { original, input: picture(&run.input, count), mask })
+        let noise_estimate = (start.uploaded && controls.operation == Operation::Denoise).then(|| state.limits.noise.nearest(estimate_noise_sigma(&start.image)));
+        Ok(RestoreReply::Prepared { original, input: picture(&run.input, count), mask, noise_estimate })
     }
 
-    fn begin(&self, controls: RestoreControls, mask: Option<Vec<u8>>, drawn: Option<Vec<u8>>) -> Result<RestoreReply, String> {
+    fn begin(&self, controls: RestoreControls, mask: Option<Vec<u8>>, source: Source) -> Result<RestoreReply, String> {
         self.check(&controls)?;
         let mut state = self.state.borrow_mut();
         let state = state.as_mut().unwrap();
-        let (image, is_drawing) = state.image(&controls, &drawn)?;
+        let start = state.start(&controls, source)?;
         let mask: Option<Vec<f32>> = match controls.operation {
             Operation::Inpaint => Some(match mask {
                 Some(m) => m.iter().map(|&v| if v > 0 { 1.0 } else { 0.0 }).collect(),
@@ -166,8 +205,8 @@ impl RestoreWorker {
             }
         }
         let other = state.digits.get(controls.second).map(|d| d.to_model_space()).ok_or_else(|| format!("no shipped digit {}", controls.second))?;
-        let truth = (!is_drawing || controls.operation == Operation::Sketch).then(|| image.clone());
-        let run = RestoreRun::new(controls.settings(mask, other), &image, &state.session.schedule, &state.session.backend.device)?;
+        let truth = start.truth(controls.operation);
+        let run = RestoreRun::new(start.settings(&controls, mask, other), &start.image, &state.session.schedule, &state.session.backend.device)?;
         let total = run.total_moves();
         let (width, height) = {
             let count = match &run.settings().task {

@@ -124,6 +124,57 @@ await test("bad_input_gets_a_message_and_the_page_stays_ready", () => withPage(a
   assert(errors.length === 0, `console errors: ${errors.join(" | ")}`);
 }));
 
+// An upload: a noisy picture is denoised as it is, at its estimated noise level; a file that is not
+// a picture gets a message and the page stays ready.
+await test("an_uploaded_noisy_picture_is_denoised_and_an_unreadable_one_is_refused", () => withPage(async (page, errors) => {
+  await page.goto(`${base}/restore.html?backend=cpu&operation=denoise&steps=8&samples=2`);
+  await waitState(page, ["ready", "error"], LONG);
+  await page.setInputFiles("#upload", { name: "notes.png", mimeType: "image/png", buffer: Buffer.from("not a picture at all") });
+  await page.waitForFunction(() => document.getElementById("message").textContent.includes("could not be read"), null, { timeout: 60000 });
+  assert(await page.evaluate(() => document.body.dataset.state) === "ready", "an unreadable upload left the page unusable");
+  // A light bar on a dark grey ground with Gaussian noise of sigma 0.3 (in the model's units: 38 grey
+  // levels; the levels keep it mostly clear of black and white), as a PNG.
+  const png = await page.evaluate(async () => {
+    const c = document.createElement("canvas"); c.width = c.height = 28;
+    const ctx = c.getContext("2d"), img = ctx.createImageData(28, 28);
+    let seed = 7;
+    const uniform = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) + 0.5) / 2147483648;
+    for (let p = 0; p < 784; p++) {
+      const clean = (p % 28 >= 12 && p % 28 < 16 && p >= 4 * 28 && p < 24 * 28) ? 170 : 80;
+      const z = Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform());
+      const v = Math.max(0, Math.min(255, Math.round(clean + 38.25 * z)));
+      img.data.set([v, v, v, 255], 4 * p);
+    }
+    ctx.putImageData(img, 0, 0);
+    const blob = await new Promise((done) => c.toBlob(done, "image/png"));
+    return [...new Uint8Array(await blob.arrayBuffer())];
+  });
+  await page.setInputFiles("#upload", { name: "noisy.png", mimeType: "image/png", buffer: Buffer.from(png) });
+  await page.waitForFunction(() => document.getElementById("message").textContent.includes("estimated"), null, { timeout: 60000 });
+  const sigma = Number(await page.inputValue("#noise"));
+  // One image's estimate scatters by about 6%, and the bar's edges add a little.
+  assert(sigma >= 0.25 && sigma <= 0.4, `estimated noise ${sigma}`);
+  assert(await page.inputValue("#digit") === "upload", "the upload is not the starting image");
+  await page.click("#start");
+  await waitState(page, ["done", "error"], LONG);
+  assert(await page.evaluate(() => document.body.dataset.state) === "done", await page.textContent("#message"));
+  assert(await page.evaluate(() => window.restore.frames) > 0, "no frames drawn");
+  assert(await page.evaluate(() => document.getElementById("measures").hidden), "an upload has no original to measure against");
+  assert(errors.length === 0, `console errors: ${errors.join(" | ")}`);
+  console.log(`  noise estimated at ${sigma}; ${await page.textContent("#progress")}`);
+}));
+
+await test("the_shipped_evaluation_is_shown_as_tables", () => withPage(async (page, errors) => {
+  await page.goto(`${base}/restore.html?backend=cpu`);
+  await waitState(page, ["ready", "error"], LONG);
+  assert(await page.$eval("#evaluation", (e) => e.dataset.state) === "ready", await page.textContent("#evaluation-summary"));
+  const rows = await page.evaluate(() => Object.fromEntries(["inpaint", "denoise", "superres", "invert"].map((k) => [k, document.querySelectorAll(`#evaluation-${k} tbody tr`).length])));
+  assert(rows.inpaint === 5 && rows.denoise >= 3 && rows.superres === 2 && rows.invert === 3, JSON.stringify(rows));
+  const summary = await page.textContent("#evaluation-summary");
+  assert(/^\d+ held-out digits/.test(summary) && Number(summary.split(" ")[0]) >= 500, summary);
+  assert(errors.length === 0, `console errors: ${errors.join(" | ")}`);
+}));
+
 await browser.close();
 server.close();
 finish("restore e2e");

@@ -29,6 +29,8 @@ const HELP = {
   invert: "Map two digits to noise and morph between them (DDIM inversion).",
 };
 const DRAWING = "drawing";
+const UPLOAD = "upload";
+const UPLOAD_LIMIT = 20 * 1024 * 1024;
 
 let client = null;
 let limits = null;
@@ -39,14 +41,23 @@ let mask = null;          // the brush mask: 784 bytes, 1 known, 0 erased (inpai
 let maskEdited = false;   // whether the reader's brush changed the preset
 let original = null;      // the starting image's grey levels, for the brush's background
 let drawn = null;         // the reader's drawing: 784 grey levels
+let uploaded = null;      // the reader's uploaded picture: 784 grey levels
 
 const operation = () => $("operation").value;
 const sectionOf = (op) => document.querySelector(`section[data-operation="${op}"]`);
 const setOperationState = (op, state) => { sectionOf(op).dataset.state = state; };
 
 function formPairs() {
-  return CONTROLS.map((name) => [name, $(name).value]).filter(([name, value]) => !(name === "digit" && value === DRAWING));
+  return CONTROLS.map((name) => [name, $(name).value]).filter(([name, value]) => !(name === "digit" && (value === DRAWING || value === UPLOAD)));
 }
+
+// Where the run's starting image comes from (the worker's `Source`).
+function source() {
+  if ($("digit").value === DRAWING && drawn) return { kind: "drawn", levels: drawn };
+  if ($("digit").value === UPLOAD && uploaded) return { kind: "uploaded", levels: uploaded };
+  return { kind: "shipped" };
+}
+const ownLabel = () => ({ drawn: "drawn", uploaded: "uploaded" })[source().kind];
 
 function applyLimits() {
   for (const name of [...SLIDERS, "seed"]) {
@@ -140,15 +151,61 @@ function setupSketchPad() {
 async function prepare() {
   const parsed = await client.request({ type: "parse", pairs: formPairs() });
   if (parsed.page.problems.length) { showMessage(`Not ready: ${parsed.page.problems.join("; ")}.`, true); return; }
-  const useDrawing = $("digit").value === DRAWING && drawn;
-  const reply = await client.request({ type: "prepare", controls: parsed.page.controls, drawn: useDrawing ? drawn : null });
+  const from = source();
+  const reply = await client.request({ type: "prepare", controls: parsed.page.controls, source: from });
   if (reply.original) drawPicture($("original"), reply.original);
   else $("original").getContext("2d").clearRect(0, 0, $("original").width, $("original").height);
   drawPicture($("input"), reply.input);
   $("input-caption").textContent = { inpaint: "damaged input", denoise: "noisy input", superres: "low-resolution input", sketch: "the sketch", invert: "the two digits" }[operation()];
-  original = reply.original ? Uint8Array.from({ length: 784 }, (_, p) => reply.original.rgba[4 * p]) : drawn;
+  original = reply.original ? Uint8Array.from({ length: 784 }, (_, p) => reply.original.rgba[4 * p]) : (from.levels ?? null);
   if (reply.mask && !maskEdited) mask = Uint8Array.from(reply.mask);
+  if (reply.noise_estimate != null && Number($("noise").value) !== reply.noise_estimate) {
+    $("noise").value = String(reply.noise_estimate);
+    refreshControls();
+    showMessage(`The uploaded picture's noise is estimated at σ ≈ ${reply.noise_estimate} (set on the slider; change it if it looks wrong).`);
+  }
   drawBrush();
+}
+
+// An uploaded picture, decoded by the browser and reduced to 28x28 grey levels: the centre
+// square, on black where it is transparent. The worker turns dark-on-light pictures round.
+async function readUpload(file) {
+  if (file.size > UPLOAD_LIMIT) throw new Error(`${file.name} is ${megabytes(file.size)}: pick a picture under ${megabytes(UPLOAD_LIMIT)}`);
+  let bitmap;
+  try {
+    bitmap = await createImageBitmap(file);
+  } catch {
+    throw new Error(`${file.name || "The file"} could not be read as a picture: pick a PNG, JPEG, GIF, WebP or BMP image`);
+  }
+  const side = Math.min(bitmap.width, bitmap.height);
+  const canvas = document.createElement("canvas");
+  canvas.width = canvas.height = 28;
+  const ctx = canvas.getContext("2d", { willReadFrequently: true });
+  ctx.fillStyle = "#000"; ctx.fillRect(0, 0, 28, 28);
+  ctx.imageSmoothingQuality = "high";
+  ctx.drawImage(bitmap, (bitmap.width - side) / 2, (bitmap.height - side) / 2, side, side, 0, 0, 28, 28);
+  bitmap.close();
+  const rgba = ctx.getImageData(0, 0, 28, 28).data;
+  return Uint8Array.from({ length: 784 }, (_, p) => Math.round(0.299 * rgba[4 * p] + 0.587 * rgba[4 * p + 1] + 0.114 * rgba[4 * p + 2]));
+}
+
+function setupUpload() {
+  $("upload").addEventListener("change", async () => {
+    const file = $("upload").files[0];
+    if (!file) return;
+    try {
+      uploaded = await readUpload(file);
+    } catch (e) {
+      $("upload").value = "";
+      showMessage(errorText(e), true);
+      return;
+    }
+    $("digit").value = UPLOAD;
+    maskEdited = false;
+    showNotice([]);
+    showMessage(`Starting from ${file.name}.`);
+    if (!running) prepare().catch(showPrepareError);
+  });
 }
 
 async function run() {
@@ -164,10 +221,10 @@ async function run() {
   }
   const controls = parsed.page.controls;
   writeUrl(parsed.page.query);
-  const useDrawing = $("digit").value === DRAWING && drawn;
+  const from = source();
   let began;
   try {
-    began = await client.request({ type: "begin", controls, mask: op === "inpaint" && maskEdited ? mask : null, drawn: useDrawing ? drawn : null });
+    began = await client.request({ type: "begin", controls, mask: op === "inpaint" && maskEdited ? mask : null, source: from });
   } catch (e) {
     if (e instanceof WorkerFailure && e.fatal) throw e;
     // Bad input (a mask that erases everything or nothing, say): a message, and the page stays ready.
@@ -175,7 +232,7 @@ async function run() {
     showMessage(`Not started: ${errorText(e)}`, true);
     return;
   }
-  runLabel = `${op}-digit${useDrawing ? "drawn" : controls.digit}-seed${controls.seed}`;
+  runLabel = `${op}-digit${ownLabel() ?? controls.digit}-seed${controls.seed}`;
   setOperationState(op, "running");
   $("stop").disabled = false;
   $("measures").hidden = true;
@@ -229,6 +286,37 @@ function showMeasures(measures) {
   window.restore.measures = measures;
 }
 
+// The evaluation shipped in the manifest (evaluate --only restore), as tables.
+function showEvaluation(table) {
+  const section = $("evaluation");
+  if (!table) {
+    $("evaluation-summary").textContent = "These weights ship no restore evaluation.";
+    section.dataset.state = "missing";
+    return;
+  }
+  const pct = (v) => `${(100 * v).toFixed(1)}%`, db = (v) => `${v.toFixed(2)} dB`;
+  const both = (s) => `${pct(s.accuracy)}, ${db(s.psnr)}`;
+  const fill = (id, rows) => {
+    $(id).tBodies[0].replaceChildren(...rows.map((cells) => {
+      const tr = document.createElement("tr");
+      cells.forEach((text, k) => { const cell = k === 0 ? document.createElement("th") : document.createElement("td"); if (k === 0) cell.scope = "row"; cell.textContent = text; tr.append(cell); });
+      return tr;
+    }));
+    $(id).hidden = false;
+  };
+  const label = (key) => limits.presets.find((p) => p.preset === key)?.label ?? key;
+  fill("evaluation-inpaint", table.inpainting.map((r) => [label(r.preset), both(r.repaint), both(r.harmonic), both(r.damaged)]));
+  $("evaluation-mean-head").textContent = `mean of ${table.settings.samples} samples`;
+  fill("evaluation-denoise", table.denoising.map((r) => [`${r.sigma} (t = ${r.t})`, db(r.tweedie), db(r.one_sample), db(r.mean_of_samples), `${db(r.blur)} (${r.blur_width} px)`, db(r.noisy)]));
+  fill("evaluation-superres", table.superres.map((r) => [`×${r.factor}`, both(r.ilvr), both(r.bilinear), both(r.bicubic)]));
+  fill("evaluation-invert", table.inversion.map((r) => [String(r.steps), db(r.psnr)]));
+  const s = table.settings;
+  $("evaluation-summary").textContent = `${table.digits} held-out digits (never trained on), the unconditional model (no label given), ` +
+    `${s.steps} steps; RePaint with jump ${s.jump} and ${s.resamplings} resamplings; seed ${s.seed}. PSNR pools the squared error of all digits; higher is better.`;
+  $("evaluation-command").textContent = table.command;
+  section.dataset.state = "ready";
+}
+
 function download() {
   downloadPng($("result"), `ddpm-${runLabel}.png`, 8);
 }
@@ -254,6 +342,8 @@ async function boot() {
     $("second").add(new Option(name, String(k)));
   });
   $("digit").add(new Option("my drawing (the pad below)", DRAWING));
+  $("digit").add(new Option("my uploaded picture", UPLOAD));
+  showEvaluation(ready.table);
   applyControls(ready.page.controls);
   document.body.dataset.backend = ready.backend.kind;
   $("backend").textContent = ready.backend.kind === "webgpu" ? `Computing on WebGPU (${ready.backend.adapter}).`
@@ -263,12 +353,14 @@ async function boot() {
   showNotice(ready.page.problems);
   setupBrush();
   setupSketchPad();
+  setupUpload();
   await prepare();
   for (const name of CONTROLS) {
     $(name).addEventListener("input", refreshControls);
     $(name).addEventListener("change", () => {
       showNotice([]);
       if (name === "digit" && $("digit").value === DRAWING && !drawn) { showMessage("Draw on the pad below, then press “Start from this drawing”.", true); return; }
+      if (name === "digit" && $("digit").value === UPLOAD && !uploaded) { showMessage("Pick a picture with “Upload a picture” first.", true); return; }
       // A new preset or a new starting image starts the brush again from the preset's mask.
       if (name === "preset" || name === "digit" || name === "seed") maskEdited = false;
       if (!running) prepare().catch(showPrepareError);
