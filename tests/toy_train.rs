@@ -162,3 +162,95 @@ fn training_fixture_is_current() {
     let field = of_longest(TRAINING_2D_FIELD, &fixture.field_coordinates()).check("field", &now.field_coordinates(), &fixture.field_coordinates()).unwrap_or_else(stale);
     println!("2-D training: worst difference {loss:.3} (losses), {field:.3} (field) of the tolerance");
 }
+
+mod flow {
+    use super::*;
+    use burn::tensor::{Tensor, TensorData};
+    use ddpm_web::toy::flow::*;
+
+    /// The exact velocity of the straight path when the data are N(mu, sigma^2 I): x_s is Gaussian
+    /// with mean (1 - s) mu and variance V = (1 - s)^2 sigma^2 + s^2, so by Gaussian conditioning
+    /// E[x_0 | x] = mu + (1 - s) sigma^2 / V (x - (1 - s) mu), E[eps | x] = s / V (x - (1 - s) mu),
+    /// and v = E[eps | x] - E[x_0 | x].
+    fn gaussian_velocity(mu: f64, sigma: f64) -> impl Fn(Tensor<4>, f64) -> Tensor<4> {
+        move |x: Tensor<4>, s: f64| {
+            let v = (1.0 - s).powi(2) * sigma * sigma + s * s;
+            let centred = x.sub_scalar((1.0 - s) * mu);
+            centred.mul_scalar((s - (1.0 - s) * sigma * sigma) / v).sub_scalar(mu)
+        }
+    }
+
+    #[test]
+    fn euler_and_heun_on_a_gaussians_exact_velocity_approach_the_straight_paths_closed_form() {
+        // The ODE's exact solution from x_1: x_s = (1 - s) mu + sqrt(V(s)) x_1, so x_0 = mu + sigma x_1.
+        let (mu, sigma) = (0.7, 0.3);
+        let v = gaussian_velocity(mu, sigma);
+        let starts: Vec<f32> = NoiseSource::new(4).normal(200);
+        let exact: Vec<f64> = starts.iter().map(|&z| mu + sigma * z as f64).collect();
+        let error = |solver: FlowSolver, steps: usize| {
+            let mut x = Tensor::<4>::from_data(TensorData::new(starts.clone(), [100, 2, 1, 1]), &dev());
+            for w in flow_grid(steps).windows(2) {
+                x = solver.step(&v, x, w[0], w[1]);
+            }
+            read(x).iter().zip(&exact).map(|(a, b)| (*a as f64 - b).abs()).fold(0.0, f64::max)
+        };
+        let euler: Vec<f64> = [2, 8, 32, 128].iter().map(|&k| error(FlowSolver::Euler, k)).collect();
+        let heun: Vec<f64> = [2, 8, 32, 128].iter().map(|&k| error(FlowSolver::Heun, k)).collect();
+        println!("max error by steps 2/8/32/128: Euler {euler:?}, Heun {heun:?}");
+        // First order: each 4x more steps cut the error about 4x; second order about 16x (8x from 2
+        // to 8 steps, where h is still large).
+        assert!(euler.windows(2).all(|w| w[1] < w[0] / 3.0), "Euler {euler:?}");
+        assert!(heun.windows(2).all(|w| w[1] < w[0] / 6.0), "Heun {heun:?}");
+        assert!(euler[3] < 0.02 && heun[2] < 2e-3 && heun[2] < euler[3] / 10.0, "Euler {euler:?}, Heun {heun:?}");
+        assert_eq!(FlowSolver::Heun.evaluations(8), 16);
+        assert_eq!(flow_grid(4), vec![1.0, 0.75, 0.5, 0.25, 0.0]);
+    }
+
+    #[test]
+    fn the_straight_path_is_diffusions_path_rescaled_and_its_velocity_gives_the_noise() {
+        let s = linear();
+        let (x0, eps) = ([0.4, -1.1], [-0.3, 0.8]);
+        for i in [0, 99, 499, 999] {
+            let (abar_sqrt, rest) = (s.sqrt_alpha_bar[i], s.sqrt_one_minus_alpha_bar[i]);
+            let x_t = [abar_sqrt * x0[0] + rest * eps[0], abar_sqrt * x0[1] + rest * eps[1]];
+            let time = straight_time(&s, i);
+            let (state, target) = straight_pair(x0, eps, time);
+            let c = straight_scale(&s, i);
+            for k in 0..2 {
+                assert!((c * x_t[k] - state[k]).abs() < 1e-12, "index {i}: c x_t is x_s");
+            }
+            // The true velocity gives back the true noise.
+            let to_tensor = |p: [f64; 2]| Tensor::<4>::from_data(TensorData::new(vec![p[0] as f32, p[1] as f32], [1, 2, 1, 1]), &dev());
+            let back = read(eps_from_velocity(to_tensor(state), time, to_tensor(target)));
+            assert!((back[0] as f64 - eps[0]).abs() < 1e-6 && (back[1] as f64 - eps[1]).abs() < 1e-6, "index {i}: {back:?}");
+        }
+        assert!(straight_time(&s, 0) < 0.1 && straight_time(&s, 999) > 0.99, "t = 1 is almost data, t = T almost noise");
+    }
+
+    #[test]
+    fn a_short_flow_matching_run_fits_every_preset_and_its_samplers_improve_with_steps() {
+        let s = linear();
+        let settings = ToySettings { objective: ToyObjective::FLOW, ..ToySettings::default() };
+        for preset in ToyPreset::ALL {
+            let mut trainer = ToyTrainer::new(preset.mixture(), settings.clone(), s.clone(), &dev());
+            while trainer.steps_done() < trainer.settings.steps {
+                trainer.train_step();
+            }
+            let model = trainer.model();
+            // Through diffusion's eps (the change of variables), the fit check's sampler works as is.
+            let (_, fit) = block_on(check_fit(&model, &preset.mixture(), &s, 11, &dev())).unwrap();
+            let rows = block_on(fit_by_steps(&model, &preset.mixture(), &s, 11, &dev())).unwrap();
+            let at = |name: &str, k: usize| rows.iter().find(|r| r.sampler == name && r.steps == k).unwrap().distance;
+            println!("{preset:?}: {fit:?}; Euler 1/8/32 {:.3}/{:.3}/{:.3}, Heun 1/8/32 {:.3}/{:.3}/{:.3}",
+                     at("Euler", 1), at("Euler", 8), at("Euler", 32), at("Heun", 1), at("Heun", 8), at("Heun", 32));
+            assert!(fit.good(), "{preset:?}: {fit:?}");
+            assert!(at("Heun", 32) <= FIT_THRESHOLD && at("Euler", 32) <= FIT_THRESHOLD, "{preset:?}: {rows:?}");
+            assert!(at("Euler", 1) > at("Euler", 32), "{preset:?}: one Euler step is the worst");
+            assert_eq!(rows.len(), 2 * FIT_STEP_COUNTS.len());
+        }
+        // The objectives serialise as the page's select values.
+        let values: Vec<String> = ToyObjective::all().iter().map(|o| serde_json::to_string(o).unwrap()).collect();
+        assert_eq!(values, ["\"noise\"", "\"clean_data\"", "\"velocity\"", "\"flow\""]);
+        assert_eq!(serde_json::from_str::<ToyObjective>("\"flow\"").unwrap(), ToyObjective::FLOW);
+    }
+}

@@ -3,20 +3,22 @@
 //! same code. Every target is a [`Mixture2d`] (the presets, and a drawn distribution: one small
 //! Gaussian per point placed), so the exact score is always there to compare with.
 //!
-//! A step is Algorithm 1 with the loss of the chosen [`Prediction`]; its randomness (data, t,
-//! noise) comes from a host stream seeded by (seed, step), so a run is the same on every backend.
+//! A step is Algorithm 1 with the loss of the chosen [`Prediction`], or flow matching's
+//! (`crate::toy::flow`); its randomness (data, t or s, noise) comes from a host stream seeded by
+//! (seed, step), so a run is the same on every backend.
 
 use burn::module::Module;
 use burn::optim::{AdamConfig, ModuleOptimizer};
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use crate::diffusion::process::q_sample;
+use crate::diffusion::process::{q_sample, scale};
 use crate::diffusion::metrics::sliced_wasserstein_2d;
 use crate::diffusion::noise::NoiseSource;
 use crate::diffusion::objective::{Prediction, descend, mse};
 use crate::diffusion::schedule::NoiseSchedule;
 use crate::diffusion::solver::Method;
+use crate::toy::flow::{FlowSolver, TIME_SCALE, eps_from_velocity, flow_grid, straight_scale, straight_time};
 use crate::toy::mixture::{EXTENT, Mixture2d, field_points, normal_points, points_at, read_points, reverse_paths, upload_points};
 use crate::nets::mlp::ToyDenoiser;
 
@@ -96,10 +98,51 @@ pub fn drawn_mixture(points: &[[f64; 2]]) -> Result<Mixture2d, String> {
     Ok(evenly(points.to_vec(), DRAWN_STD))
 }
 
+/// What a 2-D model learns: one of diffusion's three targets, or flow matching's velocity.
+/// Serialised flat, as the page's select values: "noise", "clean_data", "velocity" or "flow".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ToyObjective {
+    Diffusion(Prediction),
+    FlowMatching(FlowMatching),
+}
+
+/// Flow matching on the straight path (`crate::toy::flow`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FlowMatching {
+    #[serde(rename = "flow")]
+    StraightPath,
+}
+
+impl ToyObjective {
+    pub const FLOW: ToyObjective = ToyObjective::FlowMatching(FlowMatching::StraightPath);
+
+    /// Every objective, in the page's order.
+    pub fn all() -> Vec<ToyObjective> {
+        Prediction::ALL.iter().map(|&p| ToyObjective::Diffusion(p)).chain([Self::FLOW]).collect()
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ToyObjective::Diffusion(p) => p.label(),
+            ToyObjective::FlowMatching(_) => "flow matching: velocity ε − x₀ on the straight path",
+        }
+    }
+
+    pub fn help(self) -> &'static str {
+        match self {
+            ToyObjective::Diffusion(p) => p.help(),
+            ToyObjective::FlowMatching(_) => {
+                "x_s = (1 − s) x₀ + s ε, s uniform in [0, 1]: the network learns the velocity along straight lines from data to noise, sampled with Euler or Heun steps."
+            }
+        }
+    }
+}
+
 /// How a 2-D model is trained. `Default` is what the page starts with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ToySettings {
-    pub prediction: Prediction,
+    pub objective: ToyObjective,
     /// Planned optimisation steps (the learning rate decays over them).
     pub steps: usize,
     pub batch: usize,
@@ -109,7 +152,7 @@ pub struct ToySettings {
 
 impl Default for ToySettings {
     fn default() -> Self {
-        Self { prediction: Prediction::Noise, steps: 3000, batch: 256, learning_rate: 3e-3, seed: 0 }
+        Self { objective: ToyObjective::Diffusion(Prediction::Noise), steps: 3000, batch: 256, learning_rate: 3e-3, seed: 0 }
     }
 }
 
@@ -125,32 +168,60 @@ impl ToySettings {
     }
 }
 
-/// One batch: x_0 from the target, t ~ Uniform{1..T} (as indices), and the noise.
+/// Where on the path a batch's points are: diffusion's t ~ Uniform{1..T} (as indices), or the
+/// straight path's s ~ U(0, 1).
+pub enum ToyTimes {
+    Indices(Vec<usize>),
+    Straight(Vec<f64>),
+}
+
+/// One batch: x_0 from the target, the times, and the noise.
 pub struct ToyBatch {
     pub x0: Vec<[f64; 2]>,
-    pub idx: Vec<usize>,
+    pub times: ToyTimes,
     pub noise: Vec<[f64; 2]>,
 }
 
 pub fn toy_batch(data: &Mixture2d, timesteps: usize, settings: &ToySettings, step: usize) -> ToyBatch {
     let mut rng = NoiseSource::for_step(settings.seed, step);
     let x0 = data.sample(settings.batch, &mut rng);
-    let idx = (0..settings.batch).map(|_| rng.index(0..timesteps)).collect();
-    ToyBatch { x0, idx, noise: normal_points(settings.batch, &mut rng) }
+    let times = match settings.objective {
+        ToyObjective::Diffusion(_) => ToyTimes::Indices((0..settings.batch).map(|_| rng.index(0..timesteps)).collect()),
+        ToyObjective::FlowMatching(_) => ToyTimes::Straight((0..settings.batch).map(|_| rng.uniform()).collect()),
+    };
+    ToyBatch { x0, times, noise: normal_points(settings.batch, &mut rng) }
 }
 
-/// The loss of one batch: the squared error of the model's prediction against its target.
-pub fn toy_loss(model: &ToyDenoiser, schedule: &NoiseSchedule, prediction: Prediction, batch: &ToyBatch, device: &Device) -> Tensor<1> {
+/// The loss of one batch: the squared error of the model's output against its target.
+pub fn toy_loss(model: &ToyDenoiser, schedule: &NoiseSchedule, objective: ToyObjective, batch: &ToyBatch, device: &Device) -> Tensor<1> {
     let (x0, noise) = (upload_points(&batch.x0, device), upload_points(&batch.noise, device));
-    let x_t = q_sample(schedule, x0.clone(), &batch.idx, noise.clone());
-    let output = model.forward(x_t, time_tensor(&batch.idx, device));
-    mse(output, prediction.target(schedule, x0, noise, &batch.idx))
+    match (objective, &batch.times) {
+        (ToyObjective::Diffusion(prediction), ToyTimes::Indices(idx)) => {
+            let x_t = q_sample(schedule, x0.clone(), idx, noise.clone());
+            let output = model.forward(x_t, time_tensor(idx, device));
+            mse(output, prediction.target(schedule, x0, noise, idx))
+        }
+        (ToyObjective::FlowMatching(_), ToyTimes::Straight(s)) => {
+            // x_s = (1 - s) x_0 + s eps; the target is eps - x_0.
+            let keep: Vec<f64> = s.iter().map(|s| 1.0 - s).collect();
+            let x_s = scale(x0.clone(), &keep) + scale(noise.clone(), s);
+            let output = model.forward(x_s, straight_time_tensor(s, device));
+            mse(output, noise - x0)
+        }
+        _ => unreachable!("toy_batch draws the times its objective needs"),
+    }
 }
 
 /// The paper's t (index + 1) as floats.
 fn time_tensor(idx: &[usize], device: &Device) -> Tensor<1> {
     let t: Vec<f32> = idx.iter().map(|&i| (i + 1) as f32).collect();
     Tensor::from_data(TensorData::new(t, [idx.len()]), device)
+}
+
+/// The straight path's s as the network's time input (`TIME_SCALE` s).
+fn straight_time_tensor(s: &[f64], device: &Device) -> Tensor<1> {
+    let t: Vec<f32> = s.iter().map(|&s| (TIME_SCALE * s) as f32).collect();
+    Tensor::from_data(TensorData::new(t, [s.len()]), device)
 }
 
 /// A model being trained, its optimiser (Adam) and where it is.
@@ -181,7 +252,7 @@ impl ToyTrainer {
     /// that a caller reads many steps' losses at once.
     pub fn train_step(&mut self) -> Tensor<1> {
         let batch = toy_batch(&self.data, self.schedule.timesteps(), &self.settings, self.step);
-        let loss = toy_loss(&self.model, &self.schedule, self.settings.prediction, &batch, &self.device);
+        let loss = toy_loss(&self.model, &self.schedule, self.settings.objective, &batch, &self.device);
         let lr = self.settings.learning_rate_at(self.step);
         let value = loss.clone().inner();
         self.model = descend(self.model.clone(), &mut self.optimizer, loss, lr);
@@ -191,22 +262,56 @@ impl ToyTrainer {
 
     /// The model for inference (no autodiff graph).
     pub fn model(&self) -> Denoiser2d {
-        Denoiser2d { model: self.model.valid(), prediction: self.settings.prediction }
+        Denoiser2d { model: self.model.valid(), objective: self.settings.objective }
     }
 }
 
-/// A trained 2-D model with what it predicts: the noise it implies, the score, samples.
+/// A trained 2-D model with what it learned: the noise it implies, the score, samples.
 pub struct Denoiser2d {
     pub model: ToyDenoiser,
-    pub prediction: Prediction,
+    pub objective: ToyObjective,
 }
 
 impl Denoiser2d {
-    /// eps_theta(x_t, t) at index `i`, from whatever the model predicts.
+    /// eps_theta(x_t, t) at index `i`, from whatever the model predicts (a velocity model at
+    /// the straight path's matching point, `crate::toy::flow`).
     pub fn eps(&self, schedule: &NoiseSchedule, x_t: Tensor<4>, i: usize) -> Tensor<4> {
-        let idx = vec![i; x_t.dims()[0]];
-        let output = self.model.forward(x_t.clone(), time_tensor(&idx, &x_t.device()));
-        self.prediction.to_eps(schedule, x_t, &idx, output)
+        let n = x_t.dims()[0];
+        match self.objective {
+            ToyObjective::Diffusion(prediction) => {
+                let idx = vec![i; n];
+                let output = self.model.forward(x_t.clone(), time_tensor(&idx, &x_t.device()));
+                prediction.to_eps(schedule, x_t, &idx, output)
+            }
+            ToyObjective::FlowMatching(_) => {
+                let s = straight_time(schedule, i);
+                let x_s = x_t.mul_scalar(straight_scale(schedule, i));
+                let v = self.velocity(x_s.clone(), s);
+                eps_from_velocity(x_s, s, v)
+            }
+        }
+    }
+
+    /// The straight path's velocity v(x_s, s) of a flow-matching model.
+    pub fn velocity(&self, x_s: Tensor<4>, s: f64) -> Tensor<4> {
+        let n = x_s.dims()[0];
+        let device = x_s.device();
+        self.model.forward(x_s, straight_time_tensor(&vec![s; n], &device))
+    }
+
+    /// Every point's path from `starts` (s = 1) to the samples (s = 0) of a flow-matching
+    /// model under `solver` with `steps` equal steps.
+    pub async fn flow_paths(&self, solver: FlowSolver, steps: usize, starts: &[[f64; 2]], device: &Device) -> Result<Vec<Vec<[f64; 2]>>, String> {
+        let mut paths: Vec<Vec<[f64; 2]>> = starts.iter().map(|&p| vec![p]).collect();
+        let mut x = upload_points(starts, device);
+        let grid = flow_grid(steps);
+        for w in grid.windows(2) {
+            x = solver.step(&|x, s| self.velocity(x, s), x, w[0], w[1]);
+            for (path, p) in paths.iter_mut().zip(read_points(x.clone()).await?) {
+                path.push(p);
+            }
+        }
+        Ok(paths)
     }
 
     /// The learned score -eps_theta / sqrt(1 - alpha_bar) on the explainer's arrow grid at `i`.
@@ -262,6 +367,54 @@ pub async fn check_fit(model: &Denoiser2d, data: &Mixture2d, schedule: &NoiseSch
         threshold: FIT_THRESHOLD,
     };
     Ok((samples, check))
+}
+
+/// Step counts of the fit-against-steps table.
+pub const FIT_STEP_COUNTS: [usize; 6] = [1, 2, 4, 8, 16, 32];
+
+/// One row of the fit-against-steps table: a sampler of the trained model at a step count.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepsFit {
+    pub sampler: String,
+    pub steps: usize,
+    pub evaluations: usize,
+    /// Sliced W1 from FIT_SAMPLES samples to as many exact draws (FitCheck's measure).
+    pub distance: f64,
+}
+
+/// The trained model's fit at each of `FIT_STEP_COUNTS` with its two deterministic samplers: a
+/// diffusion model's DDIM (eta 0) and DPM-Solver++(2M) on the probability-flow ODE, a
+/// flow-matching model's Euler and Heun steps on the straight path. The same starts and the
+/// same exact draws for every row.
+pub async fn fit_by_steps(model: &Denoiser2d, data: &Mixture2d, schedule: &NoiseSchedule, seed: u64, device: &Device) -> Result<Vec<StepsFit>, String> {
+    let mut rng = NoiseSource::new(seed);
+    let starts = normal_points(FIT_SAMPLES, &mut rng);
+    let exact = data.sample(FIT_SAMPLES, &mut rng);
+    let mut rows = Vec::new();
+    for steps in FIT_STEP_COUNTS {
+        let runs: Vec<(String, usize, Vec<[f64; 2]>)> = match model.objective {
+            ToyObjective::Diffusion(_) => {
+                let mut out = Vec::new();
+                for (name, method) in [("DDIM (η = 0)", Method::Ddim { steps, eta: 0.0 }), ("DPM-Solver++(2M)", Method::DpmSolver2M { steps })] {
+                    let paths = model.paths(method, schedule, &starts, &mut NoiseSource::new(seed), device).await?;
+                    out.push((name.to_string(), method.evaluations(schedule), points_at(&paths, usize::MAX)));
+                }
+                out
+            }
+            ToyObjective::FlowMatching(_) => {
+                let mut out = Vec::new();
+                for solver in FlowSolver::ALL {
+                    let paths = model.flow_paths(solver, steps, &starts, device).await?;
+                    out.push((solver.label().to_string(), solver.evaluations(steps), points_at(&paths, usize::MAX)));
+                }
+                out
+            }
+        };
+        for (sampler, evaluations, samples) in runs {
+            rows.push(StepsFit { sampler, steps, evaluations, distance: sliced_wasserstein_2d(&samples, &exact, 32) });
+        }
+    }
+    Ok(rows)
 }
 
 /// The first steps of a training run, recorded natively and recomputed by the browser suite on

@@ -21,10 +21,11 @@ use crate::diffusion::noise::NoiseSource;
 use crate::diffusion::schedule::VarianceKind;
 use crate::diffusion::solver::Method;
 use crate::toy::mixture::{EXTENT, MarginalCheck, check_marginals, field_points, normal_points, points_at};
-use crate::toy::train::{DRAWN_POINTS, FitCheck, ToySettings, ToyTarget, ToyTrainer, check_fit};
+use crate::toy::flow::straight_time;
+use crate::toy::train::{DRAWN_POINTS, FitCheck, StepsFit, ToyObjective, ToySettings, ToyTarget, ToyTrainer, check_fit, fit_by_steps};
 use crate::nets::mlp::ToyDenoiser;
 
-const COLORS: [&str; 4] = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"];
+const COLORS: [&str; 5] = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#b35900"];
 /// Steps one `Train` request may ask for: a chunk is short, so Stop and the page's progress
 /// answer within a fraction of a second.
 pub const MAX_CHUNK: usize = 500;
@@ -42,8 +43,8 @@ pub struct Choice<T> {
 pub enum TrainerRequest {
     /// Choose the backend (the page's `?backend=`).
     Init { backend: BackendPreference },
-    /// A fresh model for `target`, predicting `prediction` (the other settings are the defaults).
-    Start { target: ToyTarget, prediction: Prediction },
+    /// A fresh model for `target`, learning `objective` (the other settings are the defaults).
+    Start { target: ToyTarget, objective: ToyObjective },
     /// Up to `steps` more optimisation steps (1 to MAX_CHUNK), stopping at the planned total.
     Train { steps: usize },
     /// Draw the loss so far, the learned and exact score fields at t, and the model's samples.
@@ -51,6 +52,8 @@ pub enum TrainerRequest {
     /// The trained model's reverse SDE and probability-flow ODE from the same starts (computed
     /// once per model and seed), drawn at t over q_t.
     Paths { t: usize, seed: u32 },
+    /// The trained model's fit against the number of steps of its two deterministic samplers.
+    Steps { seed: u32 },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -60,7 +63,7 @@ pub enum TrainerReply {
     Ready {
         backend: BackendInfo,
         presets: Vec<Choice<crate::toy::train::ToyPreset>>,
-        predictions: Vec<Choice<Prediction>>,
+        objectives: Vec<Choice<ToyObjective>>,
         settings: ToySettings,
         parameters: usize,
         timesteps: usize,
@@ -74,6 +77,9 @@ pub enum TrainerReply {
     Trained { step: usize, total: usize, losses: Vec<f64> },
     Shown { step: usize, fit: FitCheck },
     Paths { check: MarginalCheck },
+    /// Rows by step count, each sampler's row in turn; `floor`: the distance between two exact
+    /// draws (sampling noise alone), `threshold`: a good fit's bound.
+    Steps { rows: Vec<StepsFit>, floor: f64, threshold: f64 },
     Failed { message: String },
 }
 
@@ -136,7 +142,7 @@ impl TrainerWorker {
             return Ok(TrainerReply::Ready {
                 backend: info,
                 presets: crate::toy::train::ToyPreset::ALL.iter().map(|&p| Choice { value: p, label: p.label().into(), help: String::new() }).collect(),
-                predictions: Prediction::ALL.iter().map(|&p| Choice { value: p, label: p.label().into(), help: p.help().into() }).collect(),
+                objectives: ToyObjective::all().into_iter().map(|o| Choice { value: o, label: o.label().into(), help: o.help().into() }).collect(),
                 settings: ToySettings::default(),
                 parameters,
                 timesteps: schedule().timesteps(),
@@ -148,11 +154,11 @@ impl TrainerWorker {
         let device = self.backend.borrow().as_ref().map(|b| b.device.clone()).ok_or("the worker is not initialised yet")?;
         match request {
             TrainerRequest::Init { .. } => unreachable!("handled above"),
-            TrainerRequest::Start { target, prediction } => {
+            TrainerRequest::Start { target, objective } => {
                 let data = target.mixture()?;
-                let settings = ToySettings { prediction, ..ToySettings::default() };
+                let settings = ToySettings { objective, ..ToySettings::default() };
                 let schedule = schedule();
-                draw_chart(&self.canvas("train-weights")?, &weighting_chart(&schedule, prediction))?;
+                draw_chart(&self.canvas("train-weights")?, &weighting_chart(&schedule, objective))?;
                 let trainer = ToyTrainer::new(data, settings, schedule, &device);
                 let total = trainer.settings.steps;
                 *self.run.borrow_mut() = Some(Run { trainer, losses: Vec::new(), paths: None });
@@ -181,6 +187,16 @@ impl TrainerWorker {
             }
             TrainerRequest::Show { t, seed } => self.show(t, seed, &device).await,
             TrainerRequest::Paths { t, seed } => self.paths(t, seed, &device).await,
+            TrainerRequest::Steps { seed } => {
+                let (model, data, schedule) = {
+                    let run = self.run.borrow();
+                    let run = run.as_ref().ok_or("no model has been trained")?;
+                    (run.trainer.model(), run.trainer.data.clone(), run.trainer.schedule.clone())
+                };
+                let rows = fit_by_steps(&model, &data, &schedule, seed as u64, &device).await?;
+                let (_, fit) = check_fit(&model, &data, &schedule, seed as u64, &device).await?;
+                Ok(TrainerReply::Steps { rows, floor: fit.floor, threshold: fit.threshold })
+            }
         }
     }
 
@@ -260,9 +276,11 @@ fn loss_chart(losses: &[f64]) -> Chart {
     }
 }
 
-/// The weight each prediction's plain squared error puts on ||x_0 - x0_hat||^2 at each t, and the
-/// ELBO's, each divided by its mean over t so that their shapes compare.
-fn weighting_chart(s: &NoiseSchedule, chosen: Prediction) -> Chart {
+/// The weight each objective's plain squared error puts on ||x_0 - x0_hat||^2 at each t, and the
+/// ELBO's, each divided by its mean over t so that their shapes compare. Flow matching's velocity
+/// error is the x_0 error over s (x_0 = x_s - s v), and it draws s, not t, uniformly: its weight at
+/// t is (s_t - s_{t-1}) / s_t^2.
+fn weighting_chart(s: &NoiseSchedule, chosen: ToyObjective) -> Chart {
     let total = s.timesteps();
     let normalised = |w: Vec<(f64, f64)>| {
         let mean = w.iter().map(|p| p.1).sum::<f64>() / w.len() as f64;
@@ -272,11 +290,14 @@ fn weighting_chart(s: &NoiseSchedule, chosen: Prediction) -> Chart {
         .iter()
         .enumerate()
         .map(|(k, &p)| Series {
-            name: format!("predict {}{}", p.label(), if p == chosen { " (training)" } else { "" }),
+            name: format!("predict {}{}", p.label(), if ToyObjective::Diffusion(p) == chosen { " (training)" } else { "" }),
             color: COLORS[k].into(),
             points: normalised((1..total).map(|i| ((i + 1) as f64, p.x0_weight(s, i))).collect()),
         })
         .collect();
+    let flow = (1..total).map(|i| ((i + 1) as f64, (straight_time(s, i) - straight_time(s, i - 1)) / straight_time(s, i).powi(2))).collect();
+    let flow_name = format!("flow matching{}", if chosen == ToyObjective::FLOW { " (training)" } else { "" });
+    series.push(Series { name: flow_name, color: COLORS[4].into(), points: normalised(flow) });
     series.push(Series { name: "the ELBO (σ² = β̃)".into(), color: COLORS[3].into(), points: normalised((1..total).map(|i| ((i + 1) as f64, elbo_x0_weight(s, i))).collect()) });
     Chart {
         title: "Weight on ‖x₀ − x̂₀‖² per t (÷ its mean)".into(),

@@ -28,8 +28,8 @@ export async function setupTraining({ wasm, webgpu, t, seed, fmt, setMath, fail,
 
   info.presets.forEach((p) => $("train-target").add(new Option(p.label, p.value)));
   $("train-target").add(new Option("your drawing (place points below)", DRAWN));
-  info.predictions.forEach((p) => $("train-prediction").add(new Option(p.label, p.value)));
-  const help = () => { $("train-prediction-help").textContent = info.predictions.find((p) => p.value === $("train-prediction").value).help; };
+  info.objectives.forEach((p) => $("train-prediction").add(new Option(p.label, p.value)));
+  const help = () => { $("train-prediction-help").textContent = info.objectives.find((p) => p.value === $("train-prediction").value).help; };
   help();
   $("train-prediction").addEventListener("change", help);
   const describe = () => {
@@ -132,6 +132,27 @@ export async function setupTraining({ wasm, webgpu, t, seed, fmt, setMath, fail,
       + `ODE ${fmt(c.ode_to_exact)}; two exact draws differ by ${fmt(c.exact_floor)}; one start's SDE and ODE points are ${fmt(c.mean_separation)} apart on average.`);
   }
 
+  // The trained model's fit against the number of steps of its two deterministic samplers.
+  async function stepsTable() {
+    const r = await client.request({ type: "steps", seed: 5 });
+    const samplers = [...new Set(r.rows.map((row) => row.sampler))];
+    const counts = [...new Set(r.rows.map((row) => row.steps))];
+    $("train-steps").tHead.rows[0].replaceChildren(...["steps", ...samplers].map((name) => { const th = document.createElement("th"); th.scope = "col"; th.textContent = name; return th; }));
+    $("train-steps").tBodies[0].replaceChildren(...counts.map((k) => {
+      const tr = document.createElement("tr");
+      const head = document.createElement("th"); head.scope = "row"; head.textContent = String(k); tr.append(head);
+      for (const name of samplers) {
+        const row = r.rows.find((x) => x.steps === k && x.sampler === name);
+        const cell = tr.insertCell();
+        cell.textContent = `${fmt(row.distance)} (${row.evaluations} calls)${row.distance <= r.threshold ? " ✓" : ""}`;
+      }
+      return tr;
+    }));
+    $("train-steps").caption.textContent = `The trained model's samples against exact draws (sliced W₁) by the number of steps; ✓ within the fit threshold ${fmt(r.threshold)}; two exact draws differ by ${fmt(r.floor)}.`;
+    $("train-steps").hidden = false;
+    results.training.steps = r.rows;
+  }
+
   async function train() {
     stopRequested = false;
     training = true; trained = false;
@@ -140,7 +161,7 @@ export async function setupTraining({ wasm, webgpu, t, seed, fmt, setMath, fail,
     const target = $("train-target").value === DRAWN ? { kind: "drawn", points: points.map((p) => [p[0], p[1]]) }
       : { kind: "preset", preset: $("train-target").value };
     const prediction = $("train-prediction").value;
-    const started = await client.request({ type: "start", target, prediction });
+    const started = await client.request({ type: "start", target, objective: prediction });
     results.training = { state: "training", backend: info.backend.kind, prediction, target: target.kind === "drawn" ? DRAWN : target.preset, total: started.total, step: 0 };
     const losses = [];
     const t0 = performance.now();
@@ -166,6 +187,7 @@ export async function setupTraining({ wasm, webgpu, t, seed, fmt, setMath, fail,
     updateButtons();
     await show(t0);
     await paths();
+    await stepsTable();
     trained = true;
     Object.assign(results.training, { state: finished ? "done" : "stopped", seconds, losses: losses.length });
     const good = results.training.firstGood;
