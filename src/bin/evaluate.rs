@@ -12,7 +12,8 @@
 //!    often the classifier reads the drawn label, and the share read with >= 90% confidence
 //!    (beside the null class and real held-out digits), and the share with stray marks beside the
 //!    digit (a second bright region), at the default guidance weight and at each
-//!    weight of `--guidance` (the data behind the page's default weight); then the Fréchet distance between `--fd-samples` unconditional samples
+//!    weight of `--guidance` (the data behind the page's default weight), and the classifier
+//!    score (an Inception Score with the digit classifier) of each set; then the Fréchet distance between `--fd-samples` unconditional samples
 //!    (null class, DDIM 50) and the held-out digits, beside real-vs-real and noise-vs-real
 //!    calibrations, and as a diagnostic the same for the label marginal (conditional network,
 //!    no guidance, equal counts per digit);
@@ -42,7 +43,7 @@ use burn::tensor::Device;
 use ddpm_web::nets::classifier::Classifier;
 use ddpm_web::native::data::{DEFAULT_CACHE, load_mnist, split};
 use ddpm_web::native::evaluate::*;
-use ddpm_web::diffusion::metrics::{STRAY_MARK_PIXELS, frechet_distance_of, stray_mark_share};
+use ddpm_web::diffusion::metrics::{STRAY_MARK_PIXELS, classifier_score, frechet_distance_of, stray_mark_share};
 use ddpm_web::nets::unet::{IMAGE_SIZE, PIXELS, UNet};
 use ddpm_web::diffusion::noise::NoiseSource;
 use ddpm_web::diffusion::sampling::{GuidanceInterval, Method};
@@ -218,6 +219,9 @@ fn run() -> Result<(), String> {
         let marginal_fd = frechet_distance_of(&f_marginal, &f_held);
         let confident = |values: &[f32]| share_at_least(&top_confidences(&classifier, values, &device), CONFIDENT);
         let (conf_null, conf_held) = (confident(&samples), confident(&held_values));
+        // The classifier score (an Inception Score with the digit classifier), at most 10.
+        let score = |values: &[f32]| classifier_score(&class_probabilities(&classifier, values, &device));
+        let (score_null, score_held) = (score(&samples), score(&held_values));
         // Images with a second bright region (a dot or blob beside the digit).
         let stray = |values: &[f32]| stray_mark_share(values, IMAGE_SIZE);
         let (stray_null, stray_held) = (stray(&samples), stray(&held_values));
@@ -234,10 +238,11 @@ fn run() -> Result<(), String> {
             let (read_any, f_any) = classify(&classifier, &any, &device);
             let any_fd = frechet_distance_of(&f_any, &f_held);
             let agree = read_any.iter().zip(&any_labels).filter(|(a, b)| a == b).count() as f64 / any_labels.len().max(1) as f64;
-            let (conf_any, stray_any) = (confident(&any), stray(&any));
+            let (conf_any, stray_any, score_any) = (confident(&any), stray(&any), score(&any));
             println!(
                 "default mode (any digit, guidance {w}, {}): Fréchet distance {any_fd:.3} (ratio {:.2}); read as the drawn label {:.1}%; \
-                 read with >= {CONFIDENT} confidence: default {:.1}%, null class {:.1}%, held-out real digits {:.1}%; stray marks {:.1}%",
+                 read with >= {CONFIDENT} confidence: default {:.1}%, null class {:.1}%, held-out real digits {:.1}%; stray marks {:.1}%; \
+                 classifier score {score_any:.3} (null class {score_null:.3}, held-out real digits {score_held:.3})",
                 method_tag(method),
                 any_fd / real,
                 100.0 * agree,
@@ -247,7 +252,7 @@ fn run() -> Result<(), String> {
                 100.0 * stray_any
             );
             let entry = json!({"guidance": w, "frechet_distance": any_fd, "ratio_to_real": any_fd / real,
-                               "read_as_drawn_label": agree, "confident_share": conf_any, "stray_mark_share": stray_any});
+                               "read_as_drawn_label": agree, "confident_share": conf_any, "stray_mark_share": stray_any, "classifier_score": score_any});
             if w == cfg.guidance {
                 metrics.insert(
                     "default_mode".into(),
@@ -257,6 +262,8 @@ fn run() -> Result<(), String> {
                            "confident_share": {"threshold": CONFIDENT, "default_mode": conf_any, "null_class": conf_null, "held_out_real": conf_held},
                            "stray_mark_share": {"min_pixels": STRAY_MARK_PIXELS, "default_mode": stray_any, "null_class": stray_null, "held_out_real": stray_held,
                                                 "what": "images with a second 8-connected region above mid-grey: a dot or blob beside the digit"},
+                           "classifier_score": {"default_mode": score_any, "null_class": score_null, "held_out_real": score_held,
+                                                "what": "exp E[KL(p(y|x) || p(y))] with the project's classifier (an Inception Score; at most 10)"},
                            "command": command(format!("--only fd --fd-samples {fd_samples}"))}),
                 );
             }

@@ -98,6 +98,18 @@ pub fn top_confidences(classifier: &Classifier, values: &[f32], device: &Device)
     out
 }
 
+/// The classifier's class probabilities for each image (rows of 10).
+pub fn class_probabilities(classifier: &Classifier, values: &[f32], device: &Device) -> Vec<Vec<f32>> {
+    let mut out = Vec::new();
+    for chunk in values.chunks(500 * PIXELS) {
+        let p = classifier.probabilities(images(chunk, device));
+        let [n, d] = p.dims();
+        let flat: Vec<f32> = p.into_data().try_to_vec().unwrap();
+        out.extend((0..n).map(|k| flat[k * d..(k + 1) * d].to_vec()));
+    }
+    out
+}
+
 /// The share of `confidences` at or above `threshold`.
 pub fn share_at_least(confidences: &[f32], threshold: f32) -> f64 {
     confidences.iter().filter(|&&c| c >= threshold).count() as f64 / confidences.len().max(1) as f64

@@ -112,6 +112,7 @@ await test("explainer_trains_a_2d_model_in_the_tab_on_the_cpu", () => withPage(b
   await page.locator("#train").screenshot({ path: path.join(artifacts, "explainer-train-cpu.png") });
   // A drawing: too few points are refused (Train stays disabled), then a stroke of points trains.
   await page.selectOption("#train-target", "drawn");
+  await page.locator("#train-pad").scrollIntoViewIfNeeded();
   const pad = await page.locator("#train-pad").boundingBox();
   await page.mouse.click(pad.x + pad.width * 0.3, pad.y + pad.height * 0.3);
   assert(await page.isDisabled("#train-start"), "Train should wait for enough points");
@@ -128,6 +129,20 @@ await test("explainer_trains_a_2d_model_in_the_tab_on_the_cpu", () => withPage(b
   assert(r.state === "done" && r.fit.distance <= r.fit.threshold, `drawn target: ${JSON.stringify(r)}`);
   console.log(`  drawn target (${count}): ${r.seconds.toFixed(1)} s, distance ${r.fit.distance.toFixed(4)} (floor ${r.fit.floor.toFixed(4)})`);
   await page.locator("#train").screenshot({ path: path.join(artifacts, "explainer-train-drawn.png") });
+  // Flow matching on a preset: it fits, and its table compares Euler with Heun by step count.
+  assert(r.steps.some((row) => row.sampler.startsWith("DDIM")), `a diffusion model's table: ${JSON.stringify(r.steps)}`);
+  await page.selectOption("#train-target", "ring");
+  await page.selectOption("#train-prediction", "flow");
+  assert((await page.textContent("#train-prediction-help")).includes("straight"), "flow matching's help");
+  await page.click("#train-start");
+  await page.waitForFunction(() => window.explainer.results.training.prediction === "flow", null, { timeout: 60 * 1000 });
+  await done(10 * 60 * 1000);
+  r = (await page.evaluate(() => window.explainer.results)).training;
+  assert(r.state === "done" && r.fit.distance <= r.fit.threshold, `flow matching: ${JSON.stringify(r)}`);
+  const euler = r.steps.filter((row) => row.sampler === "Euler"), heun = r.steps.filter((row) => row.sampler === "Heun");
+  assert(euler.length === 6 && heun.length === 6 && euler[0].distance > euler[5].distance && heun[5].distance <= r.fit.threshold, JSON.stringify(r.steps));
+  assert(await page.$$eval("#train-steps tbody tr", (rows) => rows.length) === 6, "the steps table");
+  console.log(`  flow matching on the ring: ${r.seconds.toFixed(1)} s, distance ${r.fit.distance.toFixed(4)}; Euler 1/32 steps ${euler[0].distance.toFixed(3)}/${euler[5].distance.toFixed(3)}, Heun ${heun[0].distance.toFixed(3)}/${heun[5].distance.toFixed(3)}`);
   assert(errors.length === 0, `console errors: ${errors.join(" | ")}`);
 }));
 
