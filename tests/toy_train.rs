@@ -254,3 +254,34 @@ mod flow {
         assert_eq!(serde_json::from_str::<ToyObjective>("\"flow\"").unwrap(), ToyObjective::FLOW);
     }
 }
+
+#[test]
+fn min_snr_weights_match_their_closed_form_and_weight_each_samples_error() {
+    use burn::tensor::{Tensor, TensorData};
+    use ddpm_web::diffusion::objective::{LossWeighting, mse, weighted_mse};
+    let s = linear();
+    let w = LossWeighting::MinSnr { gamma: 5.0 };
+    for i in [0, 10, 100, 300, 999] {
+        let snr = s.snr[i];
+        // Hang et al., Eq. 8-9: eps-prediction min(SNR, 5) / SNR, x_0 min(SNR, 5), v min(SNR, 5) / (SNR + 1).
+        assert!((w.factor(&s, Prediction::Noise, i) - snr.min(5.0) / snr).abs() < 1e-12);
+        assert!((w.factor(&s, Prediction::CleanData, i) - snr.min(5.0)).abs() < 1e-12);
+        assert!((w.factor(&s, Prediction::Velocity, i) - snr.min(5.0) / (snr + 1.0)).abs() < 1e-12);
+        assert_eq!(LossWeighting::Uniform.factor(&s, Prediction::Noise, i), 1.0);
+    }
+    // Past the SNR where it crosses gamma eps-prediction's weight is 1: min-SNR leaves the noisy
+    // timesteps alone and caps the clean ones.
+    let crossing = (0..1000).find(|&i| s.snr[i] <= 5.0).unwrap();
+    assert!(w.factor(&s, Prediction::Noise, crossing) == 1.0 && w.factor(&s, Prediction::Noise, 0) < 0.01, "crossing at index {crossing}");
+    // The weighted loss is the mean of each sample's mean squared error times its factor.
+    let a: Vec<f32> = NoiseSource::new(1).normal(3 * 8);
+    let b: Vec<f32> = NoiseSource::new(2).normal(3 * 8);
+    let t = |v: &Vec<f32>| Tensor::<4>::from_data(TensorData::new(v.clone(), [3, 2, 2, 2]), &dev());
+    let factors = [0.5, 2.0, 1.0];
+    let by_hand: f64 = (0..3).map(|k| factors[k] * (0..8).map(|j| ((a[k * 8 + j] - b[k * 8 + j]) as f64).powi(2)).sum::<f64>() / 8.0).sum::<f64>() / 3.0;
+    let got = read(weighted_mse(t(&a), t(&b), &factors).reshape([1, 1, 1, 1]))[0] as f64;
+    assert!((got - by_hand).abs() < 1e-5 * by_hand, "{got} vs {by_hand}");
+    let plain = read(mse(t(&a), t(&b)).reshape([1, 1, 1, 1]))[0] as f64;
+    let ones = read(weighted_mse(t(&a), t(&b), &[1.0; 3]).reshape([1, 1, 1, 1]))[0] as f64;
+    assert!((plain - ones).abs() < 1e-6, "factors of 1 are L_simple");
+}

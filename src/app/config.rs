@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::nets::unet::UNetConfig;
 use crate::diffusion::sampling::GuidanceInterval;
 use crate::diffusion::schedule::{NoiseSchedule, ScheduleKind, VarianceKind};
+use crate::diffusion::objective::LossWeighting;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DdpmConfig {
@@ -35,6 +36,9 @@ pub struct TrainConfig {
     /// Probability of replacing a label with the null class (classifier-free guidance training).
     pub label_dropout: f64,
     pub checkpoint_every: usize,
+    /// How the loss weights each timestep (L_simple unless set; absent from older records).
+    #[serde(default, skip_serializing_if = "LossWeighting::is_uniform")]
+    pub weighting: LossWeighting,
     /// Start from these weights instead of a seeded initialisation (fine-tuning); `None` trains
     /// from scratch. Part of the settings, so a fine-tune run refuses to resume from other weights.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -64,6 +68,7 @@ impl Default for DdpmConfig {
                 ema_decay: 0.999,
                 label_dropout: 0.1,
                 checkpoint_every: 250,
+                weighting: LossWeighting::Uniform,
                 init: None,
             },
             // The evaluation's choice for the shipped weights (docs/evaluation.md, "The default guidance");

@@ -2,7 +2,7 @@
 //!
 //!   cargo run --release --bin train -- [--run DIR] [--steps N] [--device flex|cuda]
 //!                                      [--bench STEPS] [--channels A,B,C] [--batch N]
-//!                                      [--init WEIGHTS.bpk] [--label-dropout P] [--lr X] [--warmup N]
+//!                                      [--init WEIGHTS.bpk] [--label-dropout P] [--min-snr GAMMA] [--lr X] [--warmup N]
 //!                                      [--seed N]
 //!
 //! `--init` fine-tunes from existing weights (e.g. the shipped ones with a higher
@@ -32,13 +32,14 @@ struct Args {
     batch: Option<usize>,
     init: Option<String>,
     label_dropout: Option<f64>,
+    min_snr: Option<f64>,
     lr: Option<f64>,
     warmup: Option<usize>,
     seed: Option<u64>,
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut args = Args { run: PathBuf::from(".cache/runs/main"), steps: None, device: "flex".into(), bench: None, channels: None, batch: None, init: None, label_dropout: None, lr: None, warmup: None, seed: None };
+    let mut args = Args { run: PathBuf::from(".cache/runs/main"), steps: None, device: "flex".into(), bench: None, channels: None, batch: None, init: None, label_dropout: None, min_snr: None, lr: None, warmup: None, seed: None };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -53,6 +54,10 @@ fn parse_args() -> Result<Args, String> {
             "--init" => args.init = Some(value()?),
             "--label-dropout" => args.label_dropout = Some(real(value()?)?).filter(|p| (0.0..=1.0).contains(p)).or_else(|| {
                 eprintln!("--label-dropout must be in [0, 1]");
+                std::process::exit(2)
+            }),
+            "--min-snr" => args.min_snr = Some(real(value()?)?).filter(|g| *g > 0.0).or_else(|| {
+                eprintln!("--min-snr takes gamma > 0 (Hang et al. use 5)");
                 std::process::exit(2)
             }),
             "--lr" => args.lr = Some(real(value()?)?),
@@ -103,6 +108,9 @@ fn run() -> Result<(), String> {
     }
     if let Some(b) = args.batch {
         cfg.train.batch_size = b;
+    }
+    if let Some(gamma) = args.min_snr {
+        cfg.train.weighting = ddpm_web::diffusion::objective::LossWeighting::MinSnr { gamma };
     }
     if let Some(p) = args.label_dropout {
         cfg.train.label_dropout = p;

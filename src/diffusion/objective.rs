@@ -90,11 +90,46 @@ impl Prediction {
     }
 }
 
+/// How a training loss weights the squared error of each timestep.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum LossWeighting {
+    /// Every timestep alike: L_simple (Ho et al. 2020, Eq. 14) for eps-prediction.
+    #[default]
+    Uniform,
+    /// Min-SNR-gamma (Hang et al. 2023, Eq. 7-9): the x_0 error weighted by min(SNR(t), gamma),
+    /// which caps the weight eps-prediction puts on the nearly clean timesteps.
+    MinSnr { gamma: f64 },
+}
+
+impl LossWeighting {
+    /// The factor on `prediction`'s plain squared error at index `i`: min(SNR, gamma) divided by
+    /// the x_0 weight the prediction already carries (`Prediction::x0_weight`), so that the
+    /// weighted loss puts min(SNR, gamma) on ||x_0 - x0_hat||^2. For eps: min(SNR, gamma) / SNR.
+    pub fn factor(self, s: &NoiseSchedule, prediction: Prediction, i: usize) -> f64 {
+        match self {
+            LossWeighting::Uniform => 1.0,
+            LossWeighting::MinSnr { gamma } => s.snr[i].min(gamma) / prediction.x0_weight(s, i),
+        }
+    }
+
+    pub fn is_uniform(&self) -> bool {
+        *self == LossWeighting::Uniform
+    }
+}
+
 /// The weight the ELBO's term L_{t-1} puts on ||x_0 - x0_hat||^2 (nats per squared unit, with
 /// sigma_t^2 = beta_tilde_t): (SNR(t-1) - SNR(t)) / 2, for t >= 2 (index `i` >= 1).
 pub fn elbo_x0_weight(s: &NoiseSchedule, i: usize) -> f64 {
     assert!(i >= 1, "L_0 is the decoder's term, not a weighted squared error");
     0.5 * (s.snr[i - 1] - s.snr[i])
+}
+
+/// The mean over a batch of each sample's mean squared error times its factor.
+pub fn weighted_mse(prediction: Tensor<4>, target: Tensor<4>, factors: &[f64]) -> Tensor<1> {
+    let [n, c, h, w] = prediction.dims();
+    let per_sample: Tensor<4> = (prediction - target).square().reshape([n, 1, 1, c * h * w]).mean_dim(3);
+    scale(per_sample, factors).mean()
 }
 
 /// Mean squared error between a prediction and its target.

@@ -22,7 +22,7 @@ use crate::native::data::Digit;
 use crate::diffusion::process::q_sample;
 use crate::nets::unet::{IMAGE_SIZE, NULL_CLASS, NUM_DIGITS, PIXELS, UNet};
 use crate::diffusion::noise::NoiseSource;
-use crate::diffusion::objective::{Prediction, descend, mse};
+use crate::diffusion::objective::{LossWeighting, Prediction, descend, mse, weighted_mse};
 use crate::app::image::to_pixels;
 use crate::diffusion::sampling::{ClassChoice, Method, SampleSettings, Sampler};
 use crate::diffusion::schedule::NoiseSchedule;
@@ -62,8 +62,9 @@ pub fn make_batch(cfg: &DdpmConfig, train: &[Vec<f32>], labels: &[usize], step: 
     batch
 }
 
-/// L_simple = || eps - eps_theta(sqrt(alpha_bar) x_0 + sqrt(1 - alpha_bar) eps, t) ||^2, mean.
-pub fn loss(model: &UNet, schedule: &NoiseSchedule, batch: &Batch, device: &Device) -> Tensor<1> {
+/// L_simple = || eps - eps_theta(sqrt(alpha_bar) x_0 + sqrt(1 - alpha_bar) eps, t) ||^2, mean;
+/// with another `weighting`, each sample's error times its timestep's factor.
+pub fn loss(model: &UNet, schedule: &NoiseSchedule, batch: &Batch, weighting: LossWeighting, device: &Device) -> Tensor<1> {
     let n = batch.idx.len();
     let shape = [n, 1, IMAGE_SIZE, IMAGE_SIZE];
     let x0 = Tensor::<4>::from_data(TensorData::new(batch.x0.clone(), shape), device);
@@ -73,7 +74,11 @@ pub fn loss(model: &UNet, schedule: &NoiseSchedule, batch: &Batch, device: &Devi
     let t = Tensor::<1>::from_data(TensorData::new(t, [n]), device);
     let labels = Tensor::<1, Int>::from_data(TensorData::new(batch.labels.clone(), [n]), device);
     let eps = model.forward(x_t, t, labels);
-    mse(eps, Prediction::Noise.target(schedule, x0, noise, &batch.idx))
+    let target = Prediction::Noise.target(schedule, x0, noise, &batch.idx);
+    match weighting {
+        LossWeighting::Uniform => mse(eps, target),
+        w => weighted_mse(eps, target, &batch.idx.iter().map(|&i| w.factor(schedule, Prediction::Noise, i)).collect::<Vec<_>>()),
+    }
 }
 
 /// Exponential moving average of the weights: ema <- d * ema + (1 - d) * online.
@@ -212,7 +217,7 @@ impl Trainer {
     pub fn step(&mut self, train: &[Vec<f32>], labels: &[usize]) -> f64 {
         let step = self.state.step;
         let batch = make_batch(&self.cfg, train, labels, step);
-        let loss = loss(&self.model, &self.schedule, &batch, &self.device);
+        let loss = loss(&self.model, &self.schedule, &batch, self.cfg.train.weighting, &self.device);
         let value = loss.clone().into_scalar::<f32>() as f64;
         let lr = learning_rate(&self.cfg, step);
         self.model = descend(self.model.clone(), &mut self.optimizer, loss, lr);
