@@ -1,7 +1,8 @@
 //! The networks, in plain Burn with no web or training imports: the eps-prediction U-Net for
 //! digits, the MNIST classifier the evaluation and the pages read, and the 2-D MLP the explainer
-//! trains in the tab.
+//! trains in the tab; and the U-Net's hottest chain as one operation of our own (`fused`).
 
 pub mod classifier;
+pub mod fused;
 pub mod mlp;
 pub mod unet;

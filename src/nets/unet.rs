@@ -16,6 +16,8 @@ use rand::{RngExt, SeedableRng};
 use rand::rngs::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::nets::fused::norm_silu;
+
 /// Image side and channels of MNIST.
 pub const IMAGE_SIZE: usize = 28;
 pub const IMAGE_CHANNELS: usize = 1;
@@ -110,9 +112,9 @@ impl ResBlock {
 
     fn forward(&self, x: Tensor<4>, emb: Tensor<2>) -> Tensor<4> {
         let [n, c_out] = [x.dims()[0], self.conv1.weight.dims()[0]];
-        let h = self.conv1.forward(silu(self.norm1.forward(x.clone())));
+        let h = self.conv1.forward(norm_silu(&self.norm1, x.clone()));
         let h = h + self.emb_proj.forward(silu(emb)).reshape([n, c_out, 1, 1]);
-        let h = self.conv2.forward(silu(self.norm2.forward(h)));
+        let h = self.conv2.forward(norm_silu(&self.norm2, h));
         let skip = match &self.skip {
             Some(conv) => conv.forward(x),
             None => x,
@@ -248,7 +250,7 @@ impl UNet {
         let u = self.up2.forward(Tensor::cat(vec![m, h2], 1), emb.clone()); // 7x7
         let u = self.up1.forward(Tensor::cat(vec![upsample2x(u), h1], 1), emb.clone()); // 14x14
         let u = self.up0.forward(Tensor::cat(vec![upsample2x(u), h0], 1), emb); // 28x28
-        self.conv_out.forward(silu(self.norm_out.forward(u)))
+        self.conv_out.forward(norm_silu(&self.norm_out, u))
     }
 }
 
