@@ -9,7 +9,7 @@ scripts/install-tools.sh --browser
 echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs) =="
 mkdir -p .cache
 cargo run --release --locked --bin bench -- --steps "${BENCH_STEPS:-20}" | tee .cache/bench-native.txt
-export NATIVE_MS_16="$(awk '/grid 16:/ {print $(NF-1)}' .cache/bench-native.txt)"
+export NATIVE_MS_16="$(awk '/fused.*grid 16:/ {print $(NF-1)}' .cache/bench-native.txt)"
 scripts/build-web.sh
 sizes() { echo "$(stat -c %s "$1") bytes, $(stat -c %s "$1.gz") gzipped, $(stat -c %s "$1.br") brotli"; }
 echo "== served build: wasm with WebGPU $(sizes "$(ls dist/ddpm-web-*_bg.wasm | grep -v /ddpm-web-cpu-)"); CPU-only wasm $(sizes "$(ls dist/ddpm-web-cpu-*_bg.wasm)"); weights $(du -cb dist/weights-*/*.bpk | tail -1 | cut -f1) bytes =="

@@ -74,6 +74,5 @@ fn the_shipped_unet_is_the_same_with_the_fused_path_on_and_off() {
     set_fused(true);
     assert!(takes_fused_path(&dev()));
     let fused = read(unet.forward(x, t, c));
-    // Seven fused blocks in a row: a few f32 roundings each.
-    Tolerance::new(1e-4, 1e-5).check("the U-Net's eps", &fused, &plain).unwrap();
+    common::tolerance::FUSED_KERNEL.check("the U-Net's eps", &fused, &plain).unwrap();
 }

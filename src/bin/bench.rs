@@ -3,6 +3,9 @@
 //! step, the classifier on the predicted x_0, and one readback of the images and probabilities.
 //!
 //!   cargo run --release --bin bench -- [--steps 20]
+//!
+//! Each grid runs with plain Burn's GroupNorm and SiLU and with the fused SiLU(GroupNorm(x)) of
+//! `nets::fused` (the model's default on the CPU), so one run shows the kernel's effect.
 
 use std::time::Instant;
 
@@ -36,7 +39,8 @@ fn main() {
     // flex runs on rayon's pool, which RAYON_NUM_THREADS sizes (the benchmark's single-thread run).
     let threads = std::env::var("RAYON_NUM_THREADS").ok().and_then(|n| n.parse::<usize>().ok()).filter(|&n| n > 0)
         .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
-    for count in [1usize, 16, 64] {
+    for (count, fused) in [1usize, 16, 64].into_iter().flat_map(|c| [(c, false), (c, true)]) {
+        ddpm_web::nets::fused::set_fused(fused);
         // Guided at every step: the cost of a step inside the guidance interval, the dearest kind.
         let settings = SampleSettings { class: ClassChoice::Digit(7), guidance: cfg.guidance, guidance_interval: None, method: Method::Ddim { steps: 1000, eta: 0.0 }, seed: 1, count, first_cell: 0, clip_x0: true };
         let schedule = cfg.schedule();
@@ -52,6 +56,7 @@ fn main() {
             drawn_step(&mut sampler);
         }
         let ms = 1e3 * start.elapsed().as_secs_f64() / steps as f64;
-        println!("native flex ({threads} thread{}): grid {count:>2}: {ms:8.1} ms/step", if threads == 1 { "" } else { "s" });
+        let kernels = if fused { "fused GroupNorm+SiLU" } else { "plain Burn" };
+        println!("native flex ({threads} thread{}), {kernels:>20}: grid {count:>2}: {ms:8.1} ms/step", if threads == 1 { "" } else { "s" });
     }
 }
