@@ -307,7 +307,7 @@ function showEvaluation(table) {
   const label = (key) => limits.presets.find((p) => p.preset === key)?.label ?? key;
   fill("evaluation-inpaint", table.inpainting.map((r) => [label(r.preset), both(r.repaint), both(r.harmonic), both(r.damaged)]));
   $("evaluation-mean-head").textContent = `mean of ${table.settings.samples} samples`;
-  fill("evaluation-denoise", table.denoising.map((r) => [`${r.sigma} (t = ${r.t})`, db(r.tweedie), db(r.one_sample), db(r.mean_of_samples), `${db(r.blur)} (${r.blur_width} px)`, db(r.noisy)]));
+  fill("evaluation-denoise", table.denoising.map((r) => [`${r.sigma} (t = ${r.t})`, db(r.tweedie), db(r.one_sample), db(r.mean_of_samples), `${db(r.blur)} (${+r.blur_width.toFixed(2)} px)`, db(r.noisy)]));
   fill("evaluation-superres", table.superres.map((r) => [`×${r.factor}`, both(r.ilvr), both(r.bilinear), both(r.bicubic)]));
   fill("evaluation-invert", table.inversion.map((r) => [String(r.steps), db(r.psnr)]));
   const s = table.settings;
