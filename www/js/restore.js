@@ -294,7 +294,7 @@ function showEvaluation(table) {
     section.dataset.state = "missing";
     return;
   }
-  const pct = (v) => `${(100 * v).toFixed(1)}%`, db = (v) => `${v.toFixed(2)} dB`;
+  const pct = (v) => `${(100 * v).toFixed(1)}%`, db = (v) => `${v.toFixed(1)} dB`;
   const both = (s) => `${pct(s.accuracy)}, ${db(s.psnr)}`;
   const fill = (id, rows) => {
     $(id).tBodies[0].replaceChildren(...rows.map((cells) => {
