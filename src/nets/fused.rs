@@ -47,7 +47,7 @@ pub fn group_norm_silu_f32(x: &[f32], gamma: &[f32], beta: &[f32], n: usize, c: 
     assert!(c % groups == 0 && x.len() == n * c * spatial && gamma.len() == c && beta.len() == c, "GroupNorm shapes");
     let per_group = c / groups * spatial;
     let mut out = vec![0.0f32; x.len()];
-    for (k, (group, dst)) in x.chunks(per_group).zip(out.chunks_mut(per_group)).enumerate() {
+    let one_group = |(k, (group, dst)): (usize, (&[f32], &mut [f32]))| {
         let mean = group.iter().map(|&v| v as f64).sum::<f64>() / per_group as f64;
         let var = group.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / per_group as f64;
         let inv = 1.0 / (var + epsilon).sqrt();
@@ -61,7 +61,15 @@ pub fn group_norm_silu_f32(x: &[f32], gamma: &[f32], beta: &[f32], n: usize, c: 
                 *d = silu_f32(v * a + b);
             }
         }
+    };
+    // Natively the groups spread over rayon's threads (flex's own pool); a browser worker has one.
+    #[cfg(not(target_family = "wasm"))]
+    {
+        use rayon::prelude::*;
+        x.par_chunks(per_group).zip(out.par_chunks_mut(per_group)).enumerate().for_each(one_group);
     }
+    #[cfg(target_family = "wasm")]
+    x.chunks(per_group).zip(out.chunks_mut(per_group)).enumerate().for_each(one_group);
     out
 }
 
