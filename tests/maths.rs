@@ -383,3 +383,22 @@ fn the_classifier_score_runs_from_one_to_the_number_of_classes() {
     let expected = (0.5 * (1.0f64 / 0.55).ln() + 0.5 * (0.1 * (0.1f64 / 0.55).ln() + 0.9 * 2.0f64.ln())).exp();
     assert!((classifier_score(&mixed) - expected).abs() < 1e-6, "{} vs {expected}", classifier_score(&mixed));
 }
+
+#[test]
+fn a_stray_marks_onset_is_the_start_of_its_last_unbroken_run() {
+    use ddpm_web::native::stray::{has_stray_mark, onset_steps};
+    // Image 0 ends marked after a clean step 2: onset step 3. Image 1 ends clean: no onset.
+    // Image 2 is marked throughout: onset step 0.
+    let marked = vec![vec![true, false, false, true, true], vec![true, true, false, false, false], vec![true; 5]];
+    assert_eq!(onset_steps(&marked), vec![3, 0]);
+    // One stroke is no mark; a second blob of two pixels is; a single speck is not.
+    let mut image = vec![-1.0f32; 784];
+    for y in 5..20 {
+        image[y * 28 + 10] = 1.0;
+    }
+    assert!(!has_stray_mark(&image));
+    image[3 * 28 + 24] = 1.0;
+    assert!(!has_stray_mark(&image), "a single speck");
+    image[3 * 28 + 25] = 1.0;
+    assert!(has_stray_mark(&image), "a two-pixel blob beside the stroke");
+}
