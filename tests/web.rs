@@ -82,18 +82,19 @@ async fn unet_forward_and_reverse_step_match_between_webgpu_and_cpu() {
 }
 
 #[wasm_bindgen_test]
-async fn the_fused_cpu_kernel_equals_plain_burn_in_wasm() {
-    // The CPU fallback takes the fused SiLU(GroupNorm(x)) (simd128); WebGPU keeps plain Burn.
+async fn the_fused_kernels_equal_plain_burn_on_the_cpu_and_on_webgpu() {
+    // The fused SiLU(GroupNorm(x)): simd128 on the CPU fallback, one CubeCL kernel on WebGPU.
     use ddpm_web::nets::fused::{set_fused, takes_fused_path};
-    let cpu = Device::flex();
-    assert!(takes_fused_path(&cpu) && !takes_fused_path(&webgpu().await));
-    let model = UNet::init_seeded(&DdpmConfig::default().model, 5, &cpu);
-    set_fused(false);
-    let plain = forward(&model, 2, &cpu).await;
-    set_fused(true);
-    let fused = forward(&model, 2, &cpu).await;
-    log(&format!("U-Net forward in wasm, fused vs plain Burn: max |diff| = {:e}", max_abs_diff(&fused, &plain)));
-    tolerance::FUSED_KERNEL.check("forward", &fused, &plain).unwrap();
+    for device in [Device::flex(), webgpu().await] {
+        assert!(takes_fused_path(&device));
+        let model = UNet::init_seeded(&DdpmConfig::default().model, 5, &device);
+        set_fused(false);
+        let plain = forward(&model, 2, &device).await;
+        set_fused(true);
+        let fused = forward(&model, 2, &device).await;
+        log(&format!("U-Net forward on {device:?}, fused vs plain Burn: max |diff| = {:e}", max_abs_diff(&fused, &plain)));
+        tolerance::FUSED_KERNEL.check("forward", &fused, &plain).unwrap();
+    }
 }
 
 #[wasm_bindgen_test]

@@ -1,10 +1,11 @@
 //! The U-Net's hottest chain, SiLU(GroupNorm(x)), as one operation of our own through Burn's
-//! backend extension (`#[backend_extension]`, Burn's `extension` feature): on the CPU backend
+//! backend extension (`#[backend_extension]`, Burn's `extension` feature). On the CPU backend
 //! (flex, natively and in wasm) it is two passes over the tensor, the group statistics and then
 //! normalise, scale, shift and SiLU together, with a branch-free exp that the compiler vectorises
 //! (simd128 in the browser), where Burn composes about nine operations plus a scalar `expf` per
-//! element. Everywhere else (WebGPU, autodiff for training) the model keeps plain Burn's
-//! `GroupNorm` and `silu`, which is also the reference a test compares this with.
+//! element. On WebGPU it is one CubeCL kernel (`nets::fused_cube`) in place of about ten. Under
+//! autodiff (training) the model keeps plain Burn's `GroupNorm` and `silu`, which are also the
+//! reference the tests compare both with.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -14,7 +15,7 @@ use burn::nn::GroupNorm;
 use burn::tensor::activation::silu;
 use burn::tensor::{Bytes, DType, Device, Tensor};
 
-#[backend_extension(Flex)]
+#[backend_extension(Flex, Cube: cfg(feature = "webgpu"))]
 pub trait FusedOps: burn::backend::Backend {
     /// SiLU(GroupNorm(x) gamma + beta): x [n, c, h, w], gamma and beta [c], `groups` dividing c.
     fn group_norm_silu(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, groups: usize, epsilon: f64) -> FloatTensor<Self>;
@@ -31,6 +32,13 @@ impl FusedOps for Flex {
         let (gamma, beta) = (gamma.to_contiguous(), beta.to_contiguous());
         let out = group_norm_silu_f32(values, contiguous(&gamma), contiguous(&beta), n, c, spatial, groups, epsilon);
         FlexTensor::new(Bytes::from_elems(out), Layout::contiguous(shape), DType::F32)
+    }
+}
+
+#[cfg(feature = "webgpu")]
+impl FusedOps for burn::backend::Cube {
+    fn group_norm_silu(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, groups: usize, epsilon: f64) -> FloatTensor<Self> {
+        crate::nets::fused_cube::group_norm_silu(x, gamma, beta, groups, epsilon)
     }
 }
 
@@ -113,9 +121,15 @@ pub fn set_fused(on: bool) {
     FUSED.store(on, Ordering::Relaxed);
 }
 
-/// Whether tensors on `device` take the fused path: flex, not under autodiff, and not switched off.
+/// Whether tensors on `device` take the fused path: flex or (in the WebGPU build) CubeCL, not
+/// under autodiff, and not switched off.
 pub fn takes_fused_path(device: &Device) -> bool {
-    FUSED.load(Ordering::Relaxed) && matches!(device.as_dispatch(), DispatchDevice::Flex(_))
+    FUSED.load(Ordering::Relaxed) && match device.as_dispatch() {
+        DispatchDevice::Flex(_) => true,
+        #[cfg(feature = "webgpu")]
+        DispatchDevice::Cube(_) => true,
+        _ => false,
+    }
 }
 
 fn fused_here(x: &Tensor<4>) -> bool {

@@ -74,7 +74,10 @@ async function stepTimes(backend, workers) {
       console.log(`webgpu: a drawn step (guided DDIM step + classifier + readback): ${drawn.dispatches} kernel launches, ${drawn.submits} queue submits, ${drawn.reads} buffer reads, ${drawn.writes} buffer writes, ${drawn.buffers} buffers created`);
       console.log(`webgpu: a step not drawn: ${(run.dispatches - drawn.dispatches) / 4} kernel launches, ${(run.submits - drawn.submits) / 4} submits; 4 such steps read ${queuedOnly.reads} buffers`);
       // The dispatch list of a step not drawn, by kernel (CubeCL labels each pipeline with its kernel's name).
-      const perStep = Object.entries(queuedOnly.kernels).filter(([, n]) => n > 0).map(([name, n]) => [name, n / 4]).sort((a, b) => b[1] - a[1]);
+      // CubeCL encodes queued launches only when it flushes (every 1,024 launches or at a read), so
+      // the four steps' launches are counted from the run that ends with a drawn step, less one
+      // drawn step's.
+      const perStep = Object.entries(run.kernels).map(([name, n]) => [name, (n - (drawn.kernels[name] ?? 0)) / 4]).filter(([, n]) => n > 0).sort((a, b) => b[1] - a[1]);
       console.log(`webgpu: launches per step not drawn, by kernel (${perStep.length} kernels):`);
       for (const [name, n] of perStep.slice(0, Number(env.BENCH_KERNELS ?? 25))) console.log(`  ${String(n).padStart(6)}  ${name.slice(0, 120)}`);
     }

@@ -1,0 +1,127 @@
+//! The fused SiLU(GroupNorm(x)) as one WebGPU kernel (CubeCL): one cube of threads per
+//! (image, group) sums the group, then its squared deviations, in shared memory, and writes
+//! normalised, scaled, shifted and SiLU'd values, where Burn's modules launch about ten kernels.
+
+use burn::tensor::Shape;
+use burn_cubecl::kernel::into_contiguous;
+use burn_cubecl::ops::numeric::empty_device_dtype;
+use burn_cubecl::tensor::CubeTensor;
+use burn::backend::cubecl::dtype_to_storage_type;
+use cubecl::prelude::*;
+
+/// Threads per cube: a power of two for the tree reduction.
+const THREADS: u32 = 256;
+
+#[cube(launch)]
+fn group_norm_silu_kernel<F: Float>(
+    input: &Tensor<F>,
+    gamma: &Tensor<F>,
+    beta: &Tensor<F>,
+    output: &mut Tensor<F>,
+    groups: u32,
+    channels_per_group: u32,
+    spatial: u32,
+    row: u32,
+    epsilon: f32,
+    #[comptime] threads: u32,
+    #[define(F)] _dtype: ElemType,
+) {
+    let group = CUBE_POS_X as usize;
+    let unit = UNIT_POS_X as usize;
+    let width = CUBE_DIM_X as usize;
+    let per = (channels_per_group * spatial) as usize;
+    let base = group * per;
+    // The input is read through its strides ([n, c, h, w], any layout: a convolution's output
+    // is not always row-major), the output written row-major.
+    let image = group / groups as usize;
+    let first_channel = (group % groups as usize) * channels_per_group as usize;
+    let plane = spatial as usize;
+    let w_len = row as usize;
+    let s0 = input.stride(0);
+    let s1 = input.stride(1);
+    let s2 = input.stride(2);
+    let s3 = input.stride(3);
+    let origin = image * s0 + first_channel * s1;
+    let mut partial = Shared::new_slice(threads as usize);
+
+    // The mean.
+    let mut sum = F::new(0.0_f32);
+    let mut k = unit;
+    while k < per {
+        let at = origin + (k / plane) * s1 + ((k % plane) / w_len) * s2 + (k % w_len) * s3;
+        sum += input[at];
+        k += width;
+    }
+    partial[unit] = sum;
+    sync_cube();
+    let mut half = (CUBE_DIM_X / 2) as usize;
+    while half > 0 {
+        if unit < half {
+            partial[unit] = partial[unit] + partial[unit + half];
+        }
+        sync_cube();
+        half = half / 2;
+    }
+    let mean = partial[0] / F::cast_from(per as u32);
+    sync_cube();
+
+    // The variance: the mean squared deviation (biased, as Burn's GroupNorm).
+    let mut sq = F::new(0.0_f32);
+    let mut m = unit;
+    while m < per {
+        let at = origin + (m / plane) * s1 + ((m % plane) / w_len) * s2 + (m % w_len) * s3;
+        let d = input[at] - mean;
+        sq += d * d;
+        m += width;
+    }
+    partial[unit] = sq;
+    sync_cube();
+    let mut part = (CUBE_DIM_X / 2) as usize;
+    while part > 0 {
+        if unit < part {
+            partial[unit] = partial[unit] + partial[unit + part];
+        }
+        sync_cube();
+        part = part / 2;
+    }
+    let inv = F::new(1.0_f32) / (partial[0] / F::cast_from(per as u32) + F::cast_from(epsilon)).sqrt();
+
+    let mut j = unit;
+    while j < per {
+        let channel = first_channel + j / plane;
+        let at = origin + (j / plane) * s1 + ((j % plane) / w_len) * s2 + (j % w_len) * s3;
+        let y = (input[at] - mean) * inv * gamma[channel] + beta[channel];
+        output[base + j] = y / (F::new(1.0_f32) + (F::new(0.0_f32) - y).exp());
+        j += width;
+    }
+}
+
+/// SiLU(GroupNorm(x) gamma + beta) for x [n, c, h, w] on a CubeCL device: one launch, reading x
+/// in whatever layout it has.
+pub fn group_norm_silu(x: CubeTensor, gamma: CubeTensor, beta: CubeTensor, groups: usize, epsilon: f64) -> CubeTensor {
+    let (gamma, beta) = (into_contiguous(gamma), into_contiguous(beta));
+    let dims: Vec<usize> = x.meta.shape().iter().copied().collect();
+    assert_eq!(dims.len(), 4, "the fused GroupNorm takes [n, c, h, w]");
+    let (n, c) = (dims[0], dims[1]);
+    let spatial: usize = dims[2..].iter().product();
+    let output = empty_device_dtype(x.client.clone(), x.device.clone(), Shape::from(dims.clone()), x.dtype);
+    let client = x.client.clone();
+    let dtype = x.dtype;
+    group_norm_silu_kernel::launch(
+        &client,
+        CubeCount::Static((n * groups) as u32, 1, 1),
+        CubeDim::new_1d(THREADS),
+        x.into_tensor_arg(),
+        gamma.into_tensor_arg(),
+        beta.into_tensor_arg(),
+        output.clone().into_tensor_arg(),
+        groups as u32,
+        (c / groups) as u32,
+        spatial as u32,
+        dims[3] as u32,
+        epsilon as f32,
+        THREADS,
+        dtype_to_storage_type(dtype),
+    );
+    output
+}
