@@ -25,6 +25,8 @@ declare -A FIXTURE_TESTS=(
   [shipped_weights]=seeded_trajectory_matches_the_browser_fixture
   [samplers]=two_d_paths_fixture_is_current
   [toy_train]=training_fixture_is_current
+  [restore]=shipped_weights_restorations_match_the_browser_fixture
+  [fused]=the_shipped_unet_is_the_same_with_the_fused_path_on_and_off
 )
 declare -A BINARY
 targets=(); for name in "${!FIXTURE_TESTS[@]}"; do targets+=(--test "$name"); done

@@ -19,26 +19,41 @@ use burn::tensor::{Bytes, DType, Device, Tensor};
 pub trait FusedOps: burn::backend::Backend {
     /// SiLU(GroupNorm(x) gamma + beta): x [n, c, h, w], gamma and beta [c], `groups` dividing c.
     fn group_norm_silu(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, groups: usize, epsilon: f64) -> FloatTensor<Self>;
+    /// The same of x + bias, bias [n, c] added to every pixel of its image's channel (the U-Net's
+    /// time and class embedding before the block's second norm).
+    fn add_group_norm_silu(x: FloatTensor<Self>, bias: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, groups: usize, epsilon: f64) -> FloatTensor<Self>;
 }
 
 impl FusedOps for Flex {
     fn group_norm_silu(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor, groups: usize, epsilon: f64) -> FlexTensor {
-        let x = x.to_contiguous();
-        let shape = x.layout().shape().clone();
-        let dims: Vec<usize> = shape.iter().copied().collect();
-        let (n, c) = (dims[0], dims[1]);
-        let spatial: usize = dims[2..].iter().product();
-        let values = contiguous(&x);
-        let (gamma, beta) = (gamma.to_contiguous(), beta.to_contiguous());
-        let out = group_norm_silu_f32(values, contiguous(&gamma), contiguous(&beta), n, c, spatial, groups, epsilon);
-        FlexTensor::new(Bytes::from_elems(out), Layout::contiguous(shape), DType::F32)
+        flex_group_norm_silu(x, None, gamma, beta, groups, epsilon)
     }
+
+    fn add_group_norm_silu(x: FlexTensor, bias: FlexTensor, gamma: FlexTensor, beta: FlexTensor, groups: usize, epsilon: f64) -> FlexTensor {
+        flex_group_norm_silu(x, Some(bias), gamma, beta, groups, epsilon)
+    }
+}
+
+fn flex_group_norm_silu(x: FlexTensor, bias: Option<FlexTensor>, gamma: FlexTensor, beta: FlexTensor, groups: usize, epsilon: f64) -> FlexTensor {
+    let x = x.to_contiguous();
+    let shape = x.layout().shape().clone();
+    let dims: Vec<usize> = shape.iter().copied().collect();
+    let (n, c) = (dims[0], dims[1]);
+    let spatial: usize = dims[2..].iter().product();
+    let (gamma, beta) = (gamma.to_contiguous(), beta.to_contiguous());
+    let bias = bias.map(|b| b.to_contiguous());
+    let out = group_norm_silu_f32(contiguous(&x), bias.as_ref().map(contiguous), contiguous(&gamma), contiguous(&beta), n, c, spatial, groups, epsilon);
+    FlexTensor::new(Bytes::from_elems(out), Layout::contiguous(shape), DType::F32)
 }
 
 #[cfg(feature = "webgpu")]
 impl FusedOps for burn::backend::Cube {
     fn group_norm_silu(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, groups: usize, epsilon: f64) -> FloatTensor<Self> {
-        crate::nets::fused_cube::group_norm_silu(x, gamma, beta, groups, epsilon)
+        crate::nets::fused_cube::group_norm_silu(x, None, gamma, beta, groups, epsilon)
+    }
+
+    fn add_group_norm_silu(x: FloatTensor<Self>, bias: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, groups: usize, epsilon: f64) -> FloatTensor<Self> {
+        crate::nets::fused_cube::group_norm_silu(x, Some(bias), gamma, beta, groups, epsilon)
     }
 }
 
@@ -48,23 +63,28 @@ fn contiguous(t: &FlexTensor) -> &[f32] {
     &t.storage::<f32>()[start..end]
 }
 
-/// The fused chain on host values, laid out [n, c, spatial]. The statistics are those of Burn's
-/// GroupNorm (mean, then the mean of squared deviations, biased), accumulated in f64.
+/// The fused chain on host values, laid out [n, c, spatial], with an optional bias [n, c] added
+/// first. The statistics are those of Burn's GroupNorm (mean, then the mean of squared
+/// deviations, biased), accumulated in f64.
 #[allow(clippy::too_many_arguments)]
-pub fn group_norm_silu_f32(x: &[f32], gamma: &[f32], beta: &[f32], n: usize, c: usize, spatial: usize, groups: usize, epsilon: f64) -> Vec<f32> {
+pub fn group_norm_silu_f32(x: &[f32], bias: Option<&[f32]>, gamma: &[f32], beta: &[f32], n: usize, c: usize, spatial: usize, groups: usize, epsilon: f64) -> Vec<f32> {
     assert!(c % groups == 0 && x.len() == n * c * spatial && gamma.len() == c && beta.len() == c, "GroupNorm shapes");
+    assert!(bias.is_none_or(|b| b.len() == n * c), "a bias per image and channel");
     let per_group = c / groups * spatial;
     let mut out = vec![0.0f32; x.len()];
     let one_group = |(k, (group, dst)): (usize, (&[f32], &mut [f32]))| {
-        let mean = group.iter().map(|&v| v as f64).sum::<f64>() / per_group as f64;
-        let var = group.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / per_group as f64;
-        let inv = 1.0 / (var + epsilon).sqrt();
         let first_channel = (k % groups) * (c / groups);
+        // The bias of each of the group's channels (k / groups is the image).
+        let shift = |j: usize| bias.map_or(0.0, |b| b[(k / groups) * c + first_channel + j] as f64);
+        let channels = || group.chunks(spatial).enumerate().map(|(j, values)| (shift(j), values));
+        let mean = channels().map(|(b, values)| values.iter().map(|&v| v as f64 + b).sum::<f64>()).sum::<f64>() / per_group as f64;
+        let var = channels().map(|(b, values)| values.iter().map(|&v| (v as f64 + b - mean).powi(2)).sum::<f64>()).sum::<f64>() / per_group as f64;
+        let inv = 1.0 / (var + epsilon).sqrt();
         for (j, (src, dst)) in group.chunks(spatial).zip(dst.chunks_mut(spatial)).enumerate() {
             // y = (x - mean) inv gamma + beta = x a + b, per channel.
             let ch = first_channel + j;
             let a = (inv * gamma[ch] as f64) as f32;
-            let b = (beta[ch] as f64 - mean * inv * gamma[ch] as f64) as f32;
+            let b = (beta[ch] as f64 + (shift(j) - mean) * inv * gamma[ch] as f64) as f32;
             for (d, &v) in dst.iter_mut().zip(src) {
                 *d = silu_f32(v * a + b);
             }
@@ -151,4 +171,22 @@ pub fn norm_silu(norm: &GroupNorm, x: Tensor<4>) -> Tensor<4> {
 /// Plain Burn: the reference the fused path is tested against.
 pub fn reference_norm_silu(norm: &GroupNorm, x: Tensor<4>) -> Tensor<4> {
     silu(norm.forward(x))
+}
+
+/// SiLU(norm(x + bias)), bias [n, c] broadcast over each channel's pixels: fused where the
+/// backend has it.
+pub fn add_norm_silu(norm: &GroupNorm, x: Tensor<4>, bias: Tensor<2>) -> Tensor<4> {
+    match (&norm.gamma, &norm.beta) {
+        (Some(gamma), Some(beta)) if fused_here(&x) => {
+            let out = <Dispatch as FusedOps>::add_group_norm_silu(x.into_dispatch(), bias.into_dispatch(), gamma.val().into_dispatch(), beta.val().into_dispatch(), norm.num_groups, norm.epsilon);
+            Tensor::from_dispatch(out)
+        }
+        _ => reference_add_norm_silu(norm, x, bias),
+    }
+}
+
+/// Plain Burn's add, GroupNorm and SiLU.
+pub fn reference_add_norm_silu(norm: &GroupNorm, x: Tensor<4>, bias: Tensor<2>) -> Tensor<4> {
+    let [n, c] = bias.dims();
+    reference_norm_silu(norm, x + bias.reshape([n, c, 1, 1]))
 }

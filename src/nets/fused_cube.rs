@@ -1,6 +1,7 @@
-//! The fused SiLU(GroupNorm(x)) as one WebGPU kernel (CubeCL): one cube of threads per
-//! (image, group) sums the group, then its squared deviations, in shared memory, and writes
-//! normalised, scaled, shifted and SiLU'd values, where Burn's modules launch about ten kernels.
+//! The fused SiLU(GroupNorm(x)) (and SiLU(GroupNorm(x + bias))) as one WebGPU kernel (CubeCL): one
+//! cube of threads per (image, group) sums the group, then its squared deviations, in shared
+//! memory, and writes normalised, scaled, shifted and SiLU'd values, where Burn's modules launch
+//! about ten kernels.
 
 use burn::tensor::Shape;
 use burn_cubecl::kernel::into_contiguous;
@@ -15,6 +16,7 @@ const THREADS: u32 = 256;
 #[cube(launch)]
 fn group_norm_silu_kernel<F: Float>(
     input: &Tensor<F>,
+    bias: &Tensor<F>,
     gamma: &Tensor<F>,
     beta: &Tensor<F>,
     output: &mut Tensor<F>,
@@ -24,6 +26,7 @@ fn group_norm_silu_kernel<F: Float>(
     row: u32,
     epsilon: f32,
     #[comptime] threads: u32,
+    #[comptime] has_bias: bool,
     #[define(F)] _dtype: ElemType,
 ) {
     let group = CUBE_POS_X as usize;
@@ -42,6 +45,7 @@ fn group_norm_silu_kernel<F: Float>(
     let s2 = input.stride(2);
     let s3 = input.stride(3);
     let origin = image * s0 + first_channel * s1;
+    let bias_row = image * (groups * channels_per_group) as usize + first_channel;
     let mut partial = Shared::new_slice(threads as usize);
 
     // The mean.
@@ -49,7 +53,11 @@ fn group_norm_silu_kernel<F: Float>(
     let mut k = unit;
     while k < per {
         let at = origin + (k / plane) * s1 + ((k % plane) / w_len) * s2 + (k % w_len) * s3;
-        sum += input[at];
+        let mut v = input[at];
+        if has_bias {
+            v += bias[bias_row + k / plane];
+        }
+        sum += v;
         k += width;
     }
     partial[unit] = sum;
@@ -70,7 +78,11 @@ fn group_norm_silu_kernel<F: Float>(
     let mut m = unit;
     while m < per {
         let at = origin + (m / plane) * s1 + ((m % plane) / w_len) * s2 + (m % w_len) * s3;
-        let d = input[at] - mean;
+        let mut v = input[at];
+        if has_bias {
+            v += bias[bias_row + m / plane];
+        }
+        let d = v - mean;
         sq += d * d;
         m += width;
     }
@@ -90,16 +102,23 @@ fn group_norm_silu_kernel<F: Float>(
     while j < per {
         let channel = first_channel + j / plane;
         let at = origin + (j / plane) * s1 + ((j % plane) / w_len) * s2 + (j % w_len) * s3;
-        let y = (input[at] - mean) * inv * gamma[channel] + beta[channel];
+        let mut v = input[at];
+        if has_bias {
+            v += bias[bias_row + j / plane];
+        }
+        let y = (v - mean) * inv * gamma[channel] + beta[channel];
         output[base + j] = y / (F::new(1.0_f32) + (F::new(0.0_f32) - y).exp());
         j += width;
     }
 }
 
-/// SiLU(GroupNorm(x) gamma + beta) for x [n, c, h, w] on a CubeCL device: one launch, reading x
-/// in whatever layout it has.
-pub fn group_norm_silu(x: CubeTensor, gamma: CubeTensor, beta: CubeTensor, groups: usize, epsilon: f64) -> CubeTensor {
+/// SiLU(GroupNorm(x + bias) gamma + beta) for x [n, c, h, w] (bias [n, c], or none) on a CubeCL
+/// device: one launch, reading x in whatever layout it has.
+pub fn group_norm_silu(x: CubeTensor, bias: Option<CubeTensor>, gamma: CubeTensor, beta: CubeTensor, groups: usize, epsilon: f64) -> CubeTensor {
     let (gamma, beta) = (into_contiguous(gamma), into_contiguous(beta));
+    let has_bias = bias.is_some();
+    // Without a bias the kernel never reads its bias argument; beta stands in for it.
+    let bias = bias.map(into_contiguous).unwrap_or_else(|| beta.clone());
     let dims: Vec<usize> = x.meta.shape().iter().copied().collect();
     assert_eq!(dims.len(), 4, "the fused GroupNorm takes [n, c, h, w]");
     let (n, c) = (dims[0], dims[1]);
@@ -112,6 +131,7 @@ pub fn group_norm_silu(x: CubeTensor, gamma: CubeTensor, beta: CubeTensor, group
         CubeCount::Static((n * groups) as u32, 1, 1),
         CubeDim::new_1d(THREADS),
         x.into_tensor_arg(),
+        bias.into_tensor_arg(),
         gamma.into_tensor_arg(),
         beta.into_tensor_arg(),
         output.clone().into_tensor_arg(),
@@ -121,6 +141,7 @@ pub fn group_norm_silu(x: CubeTensor, gamma: CubeTensor, beta: CubeTensor, group
         dims[3] as u32,
         epsilon as f32,
         THREADS,
+        has_bias,
         dtype_to_storage_type(dtype),
     );
     output

@@ -16,7 +16,7 @@ use rand::{RngExt, SeedableRng};
 use rand::rngs::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::nets::fused::norm_silu;
+use crate::nets::fused::{add_norm_silu, norm_silu};
 
 /// Image side and channels of MNIST.
 pub const IMAGE_SIZE: usize = 28;
@@ -110,11 +110,11 @@ impl ResBlock {
         }
     }
 
-    fn forward(&self, x: Tensor<4>, emb: Tensor<2>) -> Tensor<4> {
-        let [n, c_out] = [x.dims()[0], self.conv1.weight.dims()[0]];
+    /// `emb_act`: SiLU of the conditioning embedding, computed once per forward for every block.
+    fn forward(&self, x: Tensor<4>, emb_act: Tensor<2>) -> Tensor<4> {
         let h = self.conv1.forward(norm_silu(&self.norm1, x.clone()));
-        let h = h + self.emb_proj.forward(silu(emb)).reshape([n, c_out, 1, 1]);
-        let h = self.conv2.forward(norm_silu(&self.norm2, h));
+        // h + the embedding's projection, normalised: one fused step.
+        let h = self.conv2.forward(add_norm_silu(&self.norm2, h, self.emb_proj.forward(emb_act)));
         let skip = match &self.skip {
             Some(conv) => conv.forward(x),
             None => x,
@@ -242,6 +242,8 @@ impl UNet {
 
     /// The network given its conditioning `emb` = time embedding + class embedding, [n, emb_dim].
     pub fn forward_conditioned(&self, x: Tensor<4>, emb: Tensor<2>) -> Tensor<4> {
+        // Every block projects SiLU(emb): computed once here, not once per block.
+        let emb = silu(emb);
         let h = self.conv_in.forward(x);
         let h0 = self.down0.forward(h, emb.clone()); // 28x28, c0
         let h1 = self.down1.forward(self.downsample0.forward(h0.clone()), emb.clone()); // 14x14, c1
