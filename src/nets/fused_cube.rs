@@ -40,27 +40,56 @@ fn group_norm_silu_kernel<F: Float>(
     let first_channel = (group % groups as usize) * channels_per_group as usize;
     let plane = spatial as usize;
     let w_len = row as usize;
-    let s0 = input.stride(0);
-    let s1 = input.stride(1);
-    let s2 = input.stride(2);
-    let s3 = input.stride(3);
-    let origin = image * s0 + first_channel * s1;
+    let origin = image * input.stride(0) + first_channel * input.stride(1);
     let bias_row = image * (groups * channels_per_group) as usize + first_channel;
-    let mut partial = Shared::new_slice(threads as usize);
+    let mut partial = Shared::<[F]>::new_slice(threads as usize);
 
-    // The mean.
     let mut sum = F::new(0.0_f32);
     let mut k = unit;
     while k < per {
-        let at = origin + (k / plane) * s1 + ((k % plane) / w_len) * s2 + (k % w_len) * s3;
-        let mut v = input[at];
-        if has_bias {
-            v += bias[bias_row + k / plane];
-        }
-        sum += v;
+        sum += group_value(input, bias, k, origin, bias_row, plane, w_len, has_bias);
         k += width;
     }
-    partial[unit] = sum;
+    let mean = cube_sum(&mut partial, sum) / F::cast_from(per as u32);
+
+    // The variance: the mean squared deviation (biased, as Burn's GroupNorm).
+    let mut sq = F::new(0.0_f32);
+    let mut m = unit;
+    while m < per {
+        let d = group_value(input, bias, m, origin, bias_row, plane, w_len, has_bias) - mean;
+        sq += d * d;
+        m += width;
+    }
+    let inv = F::new(1.0_f32) / (cube_sum(&mut partial, sq) / F::cast_from(per as u32) + F::cast_from(epsilon)).sqrt();
+
+    let mut j = unit;
+    while j < per {
+        let channel = first_channel + j / plane;
+        let v = group_value(input, bias, j, origin, bias_row, plane, w_len, has_bias);
+        let y = (v - mean) * inv * gamma[channel] + beta[channel];
+        output[base + j] = y / (F::new(1.0_f32) + (F::new(0.0_f32) - y).exp());
+        j += width;
+    }
+}
+
+/// Element k of a group (`plane` pixels per channel, rows of `w_len`) read through the input's
+/// strides from `origin`, with its channel's bias added when there is one.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn group_value<F: Float>(input: &Tensor<F>, bias: &Tensor<F>, k: usize, origin: usize, bias_row: usize, plane: usize, w_len: usize, #[comptime] has_bias: bool) -> F {
+    let at = origin + (k / plane) * input.stride(1) + ((k % plane) / w_len) * input.stride(2) + (k % w_len) * input.stride(3);
+    let mut v = input[at];
+    if has_bias {
+        v += bias[bias_row + k / plane];
+    }
+    v
+}
+
+/// The sum over the cube of every unit's `value`, by a tree in shared memory; every unit gets it.
+#[cube]
+fn cube_sum<F: Float>(partial: &mut Shared<[F]>, value: F) -> F {
+    let unit = UNIT_POS_X as usize;
+    partial[unit] = value;
     sync_cube();
     let mut half = (CUBE_DIM_X / 2) as usize;
     while half > 0 {
@@ -70,46 +99,10 @@ fn group_norm_silu_kernel<F: Float>(
         sync_cube();
         half = half / 2;
     }
-    let mean = partial[0] / F::cast_from(per as u32);
+    let total = partial[0];
+    // Before the next sum overwrites the slots.
     sync_cube();
-
-    // The variance: the mean squared deviation (biased, as Burn's GroupNorm).
-    let mut sq = F::new(0.0_f32);
-    let mut m = unit;
-    while m < per {
-        let at = origin + (m / plane) * s1 + ((m % plane) / w_len) * s2 + (m % w_len) * s3;
-        let mut v = input[at];
-        if has_bias {
-            v += bias[bias_row + m / plane];
-        }
-        let d = v - mean;
-        sq += d * d;
-        m += width;
-    }
-    partial[unit] = sq;
-    sync_cube();
-    let mut part = (CUBE_DIM_X / 2) as usize;
-    while part > 0 {
-        if unit < part {
-            partial[unit] = partial[unit] + partial[unit + part];
-        }
-        sync_cube();
-        part = part / 2;
-    }
-    let inv = F::new(1.0_f32) / (partial[0] / F::cast_from(per as u32) + F::cast_from(epsilon)).sqrt();
-
-    let mut j = unit;
-    while j < per {
-        let channel = first_channel + j / plane;
-        let at = origin + (j / plane) * s1 + ((j % plane) / w_len) * s2 + (j % w_len) * s3;
-        let mut v = input[at];
-        if has_bias {
-            v += bias[bias_row + j / plane];
-        }
-        let y = (v - mean) * inv * gamma[channel] + beta[channel];
-        output[base + j] = y / (F::new(1.0_f32) + (F::new(0.0_f32) - y).exp());
-        j += width;
-    }
+    total
 }
 
 /// SiLU(GroupNorm(x + bias) gamma + beta) for x [n, c, h, w] (bias [n, c], or none) on a CubeCL
