@@ -8,12 +8,14 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::app::config::DdpmConfig;
-use crate::nets::unet::UNet;
+use crate::nets::unet::{UNet, VarianceHead};
 use crate::diffusion::sampling::GuidanceInterval;
 use crate::restore::evaluation::RestoreTable;
 
 pub const MANIFEST: &str = "manifest.json";
 pub const UNET_FILE: &str = "unet.bpk";
+/// The U-Net's variance channel (`crate::nets::unet::UNet::with_variance_head`), when trained.
+pub const VARIANCE_FILE: &str = "variance.bpk";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FileEntry {
@@ -30,6 +32,9 @@ pub struct Manifest {
     pub config: DdpmConfig,
     pub parameters: usize,
     pub training: TrainingRecord,
+    /// How the variance channel in `VARIANCE_FILE` was trained on these eps weights, if it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variance_training: Option<TrainingRecord>,
     /// Every measured metric with the command that measured it.
     pub metrics: serde_json::Value,
 }
@@ -168,6 +173,12 @@ pub fn encode_module<M: Module>(module: M, half: bool) -> Result<Vec<u8>, Weight
 pub fn load_unet(config: &DdpmConfig, entry: &FileEntry, bytes: Vec<u8>, device: &Device) -> Result<UNet, WeightsError> {
     verify(entry, &bytes)?;
     load_module(UNet::new(&config.model, device), bytes)
+}
+
+/// The variance channel of the U-Net of `config`, from verified weights.
+pub fn load_variance_head(config: &DdpmConfig, entry: &FileEntry, bytes: Vec<u8>, device: &Device) -> Result<VarianceHead, WeightsError> {
+    verify(entry, &bytes)?;
+    load_module(VarianceHead::new(&config.model, device), bytes)
 }
 
 /// Casts every float parameter to one dtype (half precision at rest).

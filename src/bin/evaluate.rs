@@ -1,7 +1,7 @@
 //! Evaluate the shipped weights in `weights/`.
 //!
 //!   cargo run --release --bin evaluate -- [--per-digit 100] [--fd-samples 1000] [--nll-digits 1000]
-//!       [--only classifier,ddim,ddpm,fd,nll,nll-beta-tilde] [--batch 100] [--weights DIR] [--record]
+//!       [--only classifier,ddim,ddpm,fd,nll,nll-beta-tilde,nll-learned] [--batch 100] [--weights DIR] [--record]
 //!       [--guidance 0,0.5,1,2] [--guidance-interval 83-580|all] [--steps-samples 500] [--steps-list 5,10,20,50,100]
 //!       [--restore-digits 500] [--stray-samples 500]
 //!
@@ -31,7 +31,8 @@
 //!    mode, of the conditional network without guidance and of the null class, traced step by
 //!    step; for each that ends marked, the t from which x̂_0 carried the mark to the end;
 //! 7. the NLL bound in bits/dim (all T terms) on `--nll-digits` held-out digits, with the sampler's
-//!    reverse variance sigma^2 = beta and (`nll-beta-tilde`) with sigma^2 = beta_tilde.
+//!    reverse variance sigma^2 = beta, (`nll-beta-tilde`) with sigma^2 = beta_tilde and
+//!    (`nll-learned`) with the variance channel's Sigma_theta.
 //! Finished chunks are cached under .cache/eval/<weights sha>/, so an interrupted run resumes.
 //! Guidance applies where the manifest's `guidance_interval` says; `--guidance-interval` measures
 //! another interval (`all`: every step) instead.
@@ -47,11 +48,12 @@ use ddpm_web::nets::classifier::Classifier;
 use ddpm_web::native::data::{DEFAULT_CACHE, load_mnist, split};
 use ddpm_web::native::evaluate::*;
 use ddpm_web::diffusion::metrics::{STRAY_MARK_PIXELS, classifier_score, frechet_distance_of, stray_mark_share};
-use ddpm_web::nets::unet::{IMAGE_SIZE, PIXELS, UNet};
+use ddpm_web::nets::unet::{IMAGE_SIZE, PIXELS, UNet, VarianceHead};
 use ddpm_web::diffusion::noise::NoiseSource;
 use ddpm_web::diffusion::sampling::{ClassChoice, GuidanceInterval, Method, SampleSettings};
 use ddpm_web::diffusion::schedule::VarianceKind;
-use ddpm_web::app::weights::{CLASSIFIER_FILE, MANIFEST, Manifest, UNET_FILE, load_module, update_manifest, verify};
+use ddpm_web::diffusion::variance::VarianceChoice;
+use ddpm_web::app::weights::{CLASSIFIER_FILE, MANIFEST, Manifest, UNET_FILE, VARIANCE_FILE, load_module, update_manifest, verify};
 use ddpm_web::app::restore_page::{RestoreControls, RestoreLimits};
 use ddpm_web::native::evaluate_restore::{RestorePlan, restore_table};
 use ddpm_web::restore::evaluation::{RestoreTable, TableSettings};
@@ -117,7 +119,7 @@ fn run() -> Result<(), String> {
     let (mut steps_samples, mut steps_list) = (500usize, vec![5usize, 10, 20, 50, 100]);
     let mut restore_digits = 500usize;
     let mut stray_samples = 500usize;
-    let mut only: BTreeSet<String> = ["classifier", "ddim", "ddpm", "fd", "nll", "nll-beta-tilde"].iter().map(|s| s.to_string()).collect();
+    let mut only: BTreeSet<String> = ["classifier", "ddim", "ddpm", "fd", "nll", "nll-beta-tilde", "nll-learned"].iter().map(|s| s.to_string()).collect();
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let mut num = |name: &str| args.next().and_then(|v| v.parse::<usize>().ok()).filter(|&v| v > 0).ok_or(format!("{name} needs a positive number"));
@@ -164,7 +166,12 @@ fn run() -> Result<(), String> {
         Ok(bytes)
     };
     let unet_bytes = load(UNET_FILE)?;
-    let model = load_module(UNet::new(&cfg.model, &device), unet_bytes).map_err(|e| e.to_string())?;
+    let mut model = load_module(UNet::new(&cfg.model, &device), unet_bytes).map_err(|e| e.to_string())?;
+    let channel_sha256 = manifest.file(VARIANCE_FILE).ok().map(|f| f.sha256.clone());
+    if channel_sha256.is_some() {
+        let head = load_module(VarianceHead::new(&cfg.model, &device), load(VARIANCE_FILE)?).map_err(|e| e.to_string())?;
+        model = model.with_variance_head(head);
+    }
     let classifier = load_module(Classifier::new(&device), load(CLASSIFIER_FILE)?).map_err(|e| e.to_string())?;
     let cache = ChunkCache::new(Some(cache_dir(&manifest.file(UNET_FILE).unwrap().sha256)));
     let digits = load_mnist(Path::new(DEFAULT_CACHE)).map_err(|e| e.to_string())?;
@@ -401,21 +408,30 @@ fn run() -> Result<(), String> {
         metrics.insert("stray_mark_onsets".into(), json!({"what": "for samples that end with a stray mark, the t from which the model's x0 estimate carries it to the end (DDIM 50)",
                                                          "guidance_interval": interval, "runs": rows, "command": command(format!("--only stray --stray-samples {stray_samples}"))}));
     }
-    // The bound as the sampler defines the model (sigma^2 = beta), and with sigma^2 = beta_tilde for
-    // t > 1 (Ho et al. 3.2: the other natural choice; same decoder L_0, same noise per digit).
-    // Asked together, both come from one set of model calls.
+    // The bound as the sampler defines the model (sigma^2 = beta), with sigma^2 = beta_tilde for
+    // t > 1 (Ho et al. 3.2: the other natural choice; same decoder L_0, same noise per digit) and
+    // with the network's learned variance (Nichol & Dhariwal 2021). Asked together, all come from
+    // one set of model calls.
     let bounds: Vec<_> = [
-        ("nll", VarianceKind::Beta, "nll_bound_bits_per_dim", "L_T + all L_{t-1} + L_0 (T = 1000), sigma^2 = beta"),
-        ("nll-beta-tilde", VarianceKind::BetaTilde, "nll_bound_beta_tilde_bits_per_dim", "L_T + all L_{t-1} + L_0 (T = 1000), sigma^2 = beta_tilde for t > 1"),
+        ("nll", VarianceChoice::Beta, "nll_bound_bits_per_dim", "L_T + all L_{t-1} + L_0 (T = 1000), sigma^2 = beta"),
+        ("nll-beta-tilde", VarianceChoice::BetaTilde, "nll_bound_beta_tilde_bits_per_dim", "L_T + all L_{t-1} + L_0 (T = 1000), sigma^2 = beta_tilde for t > 1"),
+        ("nll-learned", VarianceChoice::Learned, "nll_bound_learned_bits_per_dim", "L_T + all L_{t-1} + L_0 (T = 1000), sigma^2 = Sigma_theta, the learned variance"),
     ]
     .into_iter()
     .filter(|(name, ..)| only.contains(*name))
+    .filter(|b| {
+        let runnable = b.1 != VarianceChoice::Learned || channel_sha256.is_some();
+        if !runnable {
+            println!("nll-learned skipped: {MANIFEST} lists no {VARIANCE_FILE} (train it: cargo run --release --bin train-variance -- --export)");
+        }
+        runnable
+    })
     .collect();
     if !bounds.is_empty() {
         let start = Instant::now();
         let n = nll_digits.min(held_out.len());
-        let variances: Vec<VarianceKind> = bounds.iter().map(|b| b.1).collect();
-        let results = nll_bounds(&model, &cfg, &variances, &held_out[..n], 250, &cache, &device, progress);
+        let variances: Vec<VarianceChoice> = bounds.iter().map(|b| b.1).collect();
+        let results = nll_bounds(&model, &cfg, &variances, channel_sha256.as_deref(), &held_out[..n], 250, &cache, &device, progress);
         eprintln!();
         for ((name, variance, metric, terms), (mean, se)) in bounds.into_iter().zip(results) {
             println!("NLL bound ({variance:?}): {mean:.4} ± {se:.4} bits/dim on {n} held-out digits [{:.0} s for all bounds]", start.elapsed().as_secs_f64());

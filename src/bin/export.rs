@@ -26,7 +26,7 @@ use ddpm_web::nets::unet::UNet;
 use ddpm_web::diffusion::noise::NoiseSource;
 use ddpm_web::native::train::TrainState;
 use ddpm_web::app::weights::{
-    CLASSIFIER_METRIC, FileEntry, MANIFEST, Manifest, StartingWeights, TrainingRecord, UNET_FILE, encode_module, load_module, sha256_hex,
+    CLASSIFIER_METRIC, FileEntry, MANIFEST, Manifest, StartingWeights, TrainingRecord, UNET_FILE, VARIANCE_FILE, encode_module, load_module, sha256_hex,
 };
 
 fn main() {
@@ -170,6 +170,13 @@ fn run() -> Result<(), String> {
     let same_unet = files.iter().any(|f| f.name == UNET_FILE && f.sha256 == sha256);
     files.retain(|f| f.name != UNET_FILE);
     files.insert(0, FileEntry { name: UNET_FILE.into(), bytes: bytes.len(), sha256, dtype: dtype.into() });
+    // A variance channel was trained on the old body: it goes with it.
+    let variance_training = old.as_ref().filter(|_| same_unet).and_then(|m| m.variance_training.clone());
+    if !same_unet && files.iter().any(|f| f.name == VARIANCE_FILE) {
+        files.retain(|f| f.name != VARIANCE_FILE);
+        let _ = std::fs::remove_file(out.join(VARIANCE_FILE));
+        println!("new U-Net weights: dropped the variance channel trained on the old ones; run train-variance");
+    }
     // Metrics measured on other U-Net weights no longer hold; only the classifier's own stays.
     let mut metrics = old.map(|m| m.metrics).unwrap_or_else(|| serde_json::json!({}));
     if !same_unet {
@@ -195,6 +202,7 @@ fn run() -> Result<(), String> {
             machine: "2-core x86-64 CPU, Burn flex backend (simd, rayon)".into(),
             started_from,
         },
+        variance_training,
         metrics,
         config: cfg,
     };

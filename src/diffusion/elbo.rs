@@ -12,6 +12,7 @@ use burn::tensor::Tensor;
 
 use crate::diffusion::process::{gather, mean_from_eps, q_posterior_mean, q_sample, scale};
 use crate::diffusion::schedule::{NoiseSchedule, VarianceKind};
+use crate::diffusion::variance::learned_log_variance;
 
 /// Pixels are 8-bit levels mapped to [-1, 1] as level / 127.5 - 1, so a bin is 2/255 wide.
 pub const BIN_HALF_WIDTH: f64 = 1.0 / 255.0;
@@ -36,6 +37,14 @@ pub fn normal_kl(mean1: Tensor<4>, logvar1: &[f64], mean2: Tensor<4>, logvar2: &
     scale(sq, &inv_var2) + scale(ones, &constant[..n])
 }
 
+/// KL(N(mean1, exp(logvar1)) || N(mean2, exp(logvar2))) elementwise, with `logvar1` one value per
+/// sample and `logvar2` per pixel (a learned reverse variance).
+pub fn normal_kl_per_pixel(mean1: Tensor<4>, logvar1: &[f64], mean2: Tensor<4>, logvar2: Tensor<4>) -> Tensor<4> {
+    let sq = (mean1 - mean2).square();
+    let diff = scale(sq.ones_like(), logvar1) - logvar2.clone();
+    (diff.clone().exp() - diff - 1.0 + sq * logvar2.neg().exp()).mul_scalar(0.5)
+}
+
 /// Standard normal CDF.
 fn std_normal_cdf(x: Tensor<4>) -> Tensor<4> {
     (x.mul_scalar(std::f32::consts::FRAC_1_SQRT_2).erf() + 1.0).mul_scalar(0.5)
@@ -46,9 +55,20 @@ fn std_normal_cdf(x: Tensor<4>) -> Tensor<4> {
 /// extend to -inf and +inf (DDPM section 3.3, Eq. 13). Elementwise, in nats.
 pub fn discretized_gaussian_log_likelihood(x: Tensor<4>, mean: Tensor<4>, log_scale: &[f64]) -> Tensor<4> {
     let inv_std: Vec<f64> = log_scale.iter().map(|l| (-l).exp()).collect();
+    discretized_log_likelihood(x, mean, |centered| scale(centered, &inv_std))
+}
+
+/// [`discretized_gaussian_log_likelihood`] with a log sigma per pixel (a learned variance).
+pub fn discretized_gaussian_log_likelihood_per_pixel(x: Tensor<4>, mean: Tensor<4>, log_scale: Tensor<4>) -> Tensor<4> {
+    let inv_std = log_scale.neg().exp();
+    discretized_log_likelihood(x, mean, |centered| centered * inv_std.clone())
+}
+
+/// The discretised likelihood given how to standardise a distance from the mean.
+fn discretized_log_likelihood(x: Tensor<4>, mean: Tensor<4>, standardise: impl Fn(Tensor<4>) -> Tensor<4>) -> Tensor<4> {
     let centered = x.clone() - mean;
-    let cdf_plus = std_normal_cdf(scale(centered.clone().add_scalar(BIN_HALF_WIDTH as f32), &inv_std));
-    let cdf_min = std_normal_cdf(scale(centered.sub_scalar(BIN_HALF_WIDTH as f32), &inv_std));
+    let cdf_plus = std_normal_cdf(standardise(centered.clone().add_scalar(BIN_HALF_WIDTH as f32)));
+    let cdf_min = std_normal_cdf(standardise(centered.sub_scalar(BIN_HALF_WIDTH as f32)));
     let floor = 1e-12f32;
     let log_cdf_plus = cdf_plus.clone().clamp_min(floor).log();
     let log_one_minus_cdf_min = (cdf_min.clone().neg() + 1.0).clamp_min(floor).log();
@@ -86,18 +106,33 @@ impl TermBatch {
     /// Given the model's eps prediction at (x_t, t), the bound's term for each sample, in nats:
     /// L_{t-1} for t >= 2 (index >= 1) and L_0 for t = 1 (index 0).
     pub fn terms(&self, s: &NoiseSchedule, eps: Tensor<4>, variance: VarianceKind) -> Tensor<1> {
+        self.terms_with(s, eps, ReverseVariance::Fixed(variance))
+    }
+
+    /// [`Self::terms`] with the reverse variance fixed or learned.
+    pub fn terms_with(&self, s: &NoiseSchedule, eps: Tensor<4>, variance: ReverseVariance) -> Tensor<1> {
         let idx = &self.idx;
         let model_mean = mean_from_eps(s, self.x_t.clone(), idx, eps);
-        let model_logvar: Vec<f64> = idx.iter().map(|&i| s.reverse_log_variance(variance, i)).collect();
         let true_mean = q_posterior_mean(s, self.x0.clone(), self.x_t.clone(), idx);
         let true_logvar = gather(&s.posterior_log_variance_clipped, idx);
-        let kl = sum_pixels(normal_kl(true_mean, &true_logvar, model_mean.clone(), &model_logvar));
+        let (kl, decoder) = match variance {
+            ReverseVariance::Fixed(kind) => {
+                let model_logvar: Vec<f64> = idx.iter().map(|&i| s.reverse_log_variance(kind, i)).collect();
+                let kl = sum_pixels(normal_kl(true_mean, &true_logvar, model_mean.clone(), &model_logvar));
+                let log_scale: Vec<f64> = model_logvar.iter().map(|l| 0.5 * l).collect();
+                (kl, Box::new(move |x0| discretized_gaussian_log_likelihood(x0, model_mean, &log_scale)) as Decoder)
+            }
+            ReverseVariance::Learned(raw) => {
+                let model_logvar = learned_log_variance(s, idx, raw);
+                let kl = sum_pixels(normal_kl_per_pixel(true_mean, &true_logvar, model_mean.clone(), model_logvar.clone()));
+                let log_scale = model_logvar.mul_scalar(0.5);
+                (kl, Box::new(move |x0| discretized_gaussian_log_likelihood_per_pixel(x0, model_mean, log_scale)) as Decoder)
+            }
+        };
         if idx.iter().all(|&i| i > 0) {
             return kl;
         }
-        let log_scale: Vec<f64> = model_logvar.iter().map(|l| 0.5 * l).collect();
-        let decoder_nll =
-            sum_pixels(discretized_gaussian_log_likelihood(self.x0.clone(), model_mean, &log_scale).neg());
+        let decoder_nll = sum_pixels(decoder(self.x0.clone()).neg());
         let is_decoder: Vec<f32> = idx.iter().map(|&i| if i == 0 { 1.0 } else { 0.0 }).collect();
         let mask = Tensor::<1>::from_data(
             burn::tensor::TensorData::new(is_decoder, [idx.len()]),
@@ -105,6 +140,16 @@ impl TermBatch {
         );
         kl.clone() + (decoder_nll - kl) * mask
     }
+}
+
+/// The decoder's log-likelihood of x_0, elementwise, built only where a batch holds t = 1.
+type Decoder = Box<dyn FnOnce(Tensor<4>) -> Tensor<4>>;
+
+/// The reverse process's variance in the bound: one of DDPM's fixed choices, or the network's
+/// own per pixel (the raw output of its variance channel, see `crate::diffusion::variance`).
+pub enum ReverseVariance {
+    Fixed(VarianceKind),
+    Learned(Tensor<4>),
 }
 
 /// Sum over channel and pixel dimensions: [n, c, h, w] -> [n].

@@ -16,7 +16,8 @@ use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
-use crate::diffusion::process::{eps_from_x0, gather, scale};
+use crate::diffusion::elbo::{ReverseVariance, TermBatch};
+use crate::diffusion::process::{eps_from_x0, gather, q_sample, scale};
 use crate::diffusion::schedule::NoiseSchedule;
 
 /// The network's output, and the regression target of its loss.
@@ -142,4 +143,25 @@ pub fn mse<const D: usize>(prediction: Tensor<D>, target: Tensor<D>) -> Tensor<1
 pub fn descend<M: Module>(model: M, optimizer: &mut ModuleOptimizer, loss: Tensor<1>, lr: f64) -> M {
     let grads = GradientsParams::from_grads(loss.backward(), &model);
     optimizer.step(lr, model, grads)
+}
+
+/// lambda of L_hybrid = L_simple + lambda L_vlb (Improved DDPM, Eq. 16).
+pub const HYBRID_LAMBDA: f64 = 0.001;
+
+/// L_vlb's single-timestep estimate for each sample, in bits/dim: T times the bound's term at the
+/// sample's t (uniform t makes T * L_t an unbiased estimate of the sum over t). The mean enters
+/// through `eps` detached (the paper's stop-gradient), so this term trains only the variance.
+pub fn vlb_estimate(s: &NoiseSchedule, x0: Tensor<4>, x_t: Tensor<4>, idx: &[usize], eps: Tensor<4>, raw_variance: Tensor<4>) -> Tensor<1> {
+    let [_, c, h, w] = x0.dims();
+    let batch = TermBatch { x0, idx: idx.to_vec(), x_t };
+    let nats = batch.terms_with(s, eps.detach(), ReverseVariance::Learned(raw_variance));
+    nats.mul_scalar(s.timesteps() as f64 / ((c * h * w) as f64 * std::f64::consts::LN_2))
+}
+
+/// L_hybrid = L_simple + lambda L_vlb (Improved DDPM, section 3.1): the mean learns from the
+/// squared error alone, the variance from the bound alone. Returns (L_hybrid, L_vlb), batch means.
+pub fn hybrid_loss(s: &NoiseSchedule, x0: Tensor<4>, noise: Tensor<4>, idx: &[usize], eps: Tensor<4>, raw_variance: Tensor<4>) -> (Tensor<1>, Tensor<1>) {
+    let x_t = q_sample(s, x0.clone(), idx, noise.clone());
+    let vlb = vlb_estimate(s, x0, x_t, idx, eps.clone(), raw_variance).mean();
+    (mse(eps, noise) + vlb.clone().mul_scalar(HYBRID_LAMBDA), vlb)
 }

@@ -10,11 +10,11 @@ use serde::{Serialize, de::DeserializeOwned};
 use crate::nets::classifier::Classifier;
 use crate::app::config::DdpmConfig;
 use crate::native::data::Digit;
-use crate::diffusion::elbo::{TermBatch, bits_per_dim, prior_kl};
+use crate::diffusion::elbo::{ReverseVariance, TermBatch, bits_per_dim, prior_kl};
 use crate::nets::unet::{IMAGE_SIZE, NULL_CLASS, PIXELS, UNet};
 use crate::diffusion::noise::NoiseSource;
 use crate::diffusion::sampling::{ClassChoice, GuidanceInterval, Method, SampleSettings, Sampler};
-use crate::diffusion::schedule::VarianceKind;
+use crate::diffusion::variance::VarianceChoice;
 
 /// Caches finished chunks as JSON files under one directory (keyed by the weights' checksum).
 pub struct ChunkCache {
@@ -283,7 +283,7 @@ pub fn nll_bounds_bits_per_dim(
     cfg: &DdpmConfig,
     x0: &[f32],
     seed: u64,
-    variances: &[VarianceKind],
+    variances: &[VarianceChoice],
     batch: usize,
     device: &Device,
 ) -> Vec<f64> {
@@ -302,9 +302,15 @@ pub fn nll_bounds_bits_per_dim(
         let terms = TermBatch::new(&s, images(&repeated, device), idx.clone(), noise);
         let t = Tensor::<1>::from_data(TensorData::new(idx.iter().map(|&i| (i + 1) as f32).collect::<Vec<_>>(), [n]), device);
         let c = Tensor::<1, Int>::from_data(TensorData::new(vec![NULL_CLASS as i64; n], [n]), device);
-        let eps = model.forward(terms.x_t.clone(), t, c);
+        let emb = model.time_embedding(t) + model.class_embedding(c, n);
+        let (eps, raw) = model.forward_with_variance(terms.x_t.clone(), emb);
         for (total, &variance) in nats.iter_mut().zip(variances) {
-            let v: Vec<f32> = terms.terms(&s, eps.clone(), variance).into_data().try_to_vec().unwrap();
+            let reverse = match (variance.fixed(), &raw) {
+                (Some(kind), _) => ReverseVariance::Fixed(kind),
+                (None, Some(raw)) => ReverseVariance::Learned(raw.clone()),
+                (None, None) => panic!("the learned bound needs the network's variance channel"),
+            };
+            let v: Vec<f32> = terms.terms_with(&s, eps.clone(), reverse).into_data().try_to_vec().unwrap();
             *total += v.iter().map(|&x| x as f64).sum::<f64>();
         }
         start += n;
@@ -312,21 +318,25 @@ pub fn nll_bounds_bits_per_dim(
     nats.into_iter().map(|n| bits_per_dim(n, PIXELS)).collect()
 }
 
-/// The cache key prefix of a digit's bound under `variance`.
-fn nll_key(variance: VarianceKind) -> &'static str {
+/// The cache key prefix of a digit's bound under `variance`; a learned one's names the checksum
+/// of the variance channel, which can be retrained on the same eps weights.
+fn nll_key(variance: VarianceChoice, channel_sha256: Option<&str>) -> String {
     match variance {
-        VarianceKind::Beta => "nll",
-        VarianceKind::BetaTilde => "nll-beta-tilde",
+        VarianceChoice::Beta => "nll".into(),
+        VarianceChoice::BetaTilde => "nll-beta-tilde".into(),
+        VarianceChoice::Learned => format!("nll-learned-{}", channel_sha256.map_or("none", |sha| &sha[..12])),
     }
 }
 
 /// Mean and standard error of the bound over `digits` for each reverse variance in `variances`,
 /// each digit cached per variance. Digit k gets the same noise under every variance, so the
 /// bounds pair up digit by digit, and the variances a digit still lacks share one model pass.
+/// `channel_sha256`: the checksum of the model's variance channel, for a learned bound.
 pub fn nll_bounds(
     model: &UNet,
     cfg: &DdpmConfig,
-    variances: &[VarianceKind],
+    variances: &[VarianceChoice],
+    channel_sha256: Option<&str>,
     digits: &[Digit],
     batch: usize,
     cache: &ChunkCache,
@@ -335,9 +345,9 @@ pub fn nll_bounds(
 ) -> Vec<(f64, f64)> {
     let mut values: Vec<Vec<f64>> = vec![Vec::new(); variances.len()];
     for (k, d) in digits.iter().enumerate() {
-        let keys: Vec<String> = variances.iter().map(|&v| format!("{}-{k}", nll_key(v))).collect();
+        let keys: Vec<String> = variances.iter().map(|&v| format!("{}-{k}", nll_key(v, channel_sha256))).collect();
         let cached: Vec<Option<f64>> = keys.iter().map(|key| cache.get(key)).collect();
-        let missing: Vec<VarianceKind> = variances.iter().zip(&cached).filter(|(_, c)| c.is_none()).map(|(&v, _)| v).collect();
+        let missing: Vec<VarianceChoice> = variances.iter().zip(&cached).filter(|(_, c)| c.is_none()).map(|(&v, _)| v).collect();
         let mut fresh = if missing.is_empty() {
             Vec::new()
         } else {

@@ -1,4 +1,5 @@
-//! Native only: the MNIST data ([`data`]), training ([`train`]) and evaluation ([`evaluate`], and
+//! Native only: the MNIST data ([`data`]), training ([`train`], of the variance channel
+//! [`train_variance`]) and evaluation ([`evaluate`], and
 //! of the restore page's operations [`evaluate_restore`], where stray marks begin [`stray`])
 //! behind the command-line tools in `src/bin/`.
 
@@ -7,3 +8,4 @@ pub mod evaluate;
 pub mod evaluate_restore;
 pub mod stray;
 pub mod train;
+pub mod train_variance;

@@ -118,19 +118,19 @@ pub struct TrainState {
 pub struct RunDir(pub PathBuf);
 
 impl RunDir {
-    fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.0.join(name)
     }
     pub fn ema(&self) -> PathBuf {
         self.path("ema.bpk")
     }
-    fn online(&self) -> PathBuf {
+    pub(crate) fn online(&self) -> PathBuf {
         self.path("online.bpk")
     }
-    fn optimizer(&self) -> PathBuf {
+    pub(crate) fn optimizer(&self) -> PathBuf {
         self.path("optimizer.bpk")
     }
-    fn state(&self) -> PathBuf {
+    pub(crate) fn state(&self) -> PathBuf {
         self.path("state.json")
     }
     pub fn loss_log(&self) -> PathBuf {
@@ -141,17 +141,17 @@ impl RunDir {
     }
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(tmp, path)
 }
 
-fn record_bytes<M: Module>(module: M) -> Vec<u8> {
+pub(crate) fn record_bytes<M: Module>(module: M) -> Vec<u8> {
     module.into_record().into_bytes().expect("encode checkpoint").to_vec()
 }
 
-fn load_record_file<M: Module>(module: M, path: &Path) -> Result<M, String> {
+pub(crate) fn load_record_file<M: Module>(module: M, path: &Path) -> Result<M, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes)).map_err(|e| format!("{}: {e}", path.display()))?;
     module.try_load_record(record).map_err(|e| format!("{}: {e}", path.display()))

@@ -4,6 +4,12 @@
 //! way down and up, skip concatenation between them, self-attention at 7x7. Every residual block
 //! receives a sinusoidal time embedding (through an MLP) plus a learned class embedding, whose
 //! extra index `NULL_CLASS` means "no class" for unconditional sampling and guidance.
+//!
+//! Optionally a second output channel predicts the reverse variance (Improved DDPM, Nichol &
+//! Dhariwal 2021, section 3.1): `variance_out` reads the same features as `conv_out` (so it is
+//! the output convolution's second channel, kept as its own module) plus a bias per conditioning
+//! from the embedding, and the eps weights (and every figure measured with them) stay as they are
+//! with or without it.
 
 use burn::module::{Module, ModuleMapper, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
@@ -181,6 +187,8 @@ pub struct UNet {
     up0: ResBlock,
     norm_out: GroupNorm,
     conv_out: Conv2d,
+    /// The variance channel v (see `crate::diffusion::variance`); `None`: fixed variances only.
+    variance_out: Option<VarianceHead>,
     emb_dim: usize,
 }
 
@@ -210,6 +218,7 @@ impl UNet {
             up0: ResBlock::new(c1 + c0, c0, cfg, device),
             norm_out: group_norm(cfg.groups, c0, device),
             conv_out: conv3x3(c0, IMAGE_CHANNELS, 1, device),
+            variance_out: None,
             emb_dim: e,
         }
     }
@@ -242,6 +251,25 @@ impl UNet {
 
     /// The network given its conditioning `emb` = time embedding + class embedding, [n, emb_dim].
     pub fn forward_conditioned(&self, x: Tensor<4>, emb: Tensor<2>) -> Tensor<4> {
+        self.eps_from_features(self.features(x, emb))
+    }
+
+    /// eps and, when the network has a variance channel, its raw v ([n, 1, 28, 28] each), from one
+    /// pass through the body.
+    pub fn forward_with_variance(&self, x: Tensor<4>, emb: Tensor<2>) -> (Tensor<4>, Option<Tensor<4>>) {
+        let features = self.features(x, emb.clone());
+        let v = self.variance_out.as_ref().map(|head| head.forward(features.clone(), emb.clone()));
+        (self.eps_from_features(features), v)
+    }
+
+    /// eps from the last feature map (see [`Self::features`]).
+    pub fn eps_from_features(&self, features: Tensor<4>) -> Tensor<4> {
+        self.conv_out.forward(features)
+    }
+
+    /// The last feature map, [n, channels[0], 28, 28], which both output convolutions read.
+    /// Training only the variance channel computes it without gradients.
+    pub fn features(&self, x: Tensor<4>, emb: Tensor<2>) -> Tensor<4> {
         // Every block projects SiLU(emb): computed once here, not once per block.
         let emb = silu(emb);
         let h = self.conv_in.forward(x);
@@ -252,7 +280,63 @@ impl UNet {
         let u = self.up2.forward(Tensor::cat(vec![m, h2], 1), emb.clone()); // 7x7
         let u = self.up1.forward(Tensor::cat(vec![upsample2x(u), h1], 1), emb.clone()); // 14x14
         let u = self.up0.forward(Tensor::cat(vec![upsample2x(u), h0], 1), emb); // 28x28
-        self.conv_out.forward(norm_silu(&self.norm_out, u))
+        norm_silu(&self.norm_out, u)
+    }
+
+    /// The network with `head` as its variance channel.
+    pub fn with_variance_head(mut self, head: VarianceHead) -> Self {
+        self.variance_out = Some(head);
+        self
+    }
+
+    pub fn variance_head(&self) -> Option<&VarianceHead> {
+        self.variance_out.as_ref()
+    }
+
+    pub fn has_learned_variance(&self) -> bool {
+        self.variance_out.is_some()
+    }
+}
+
+/// The variance channel: a 3x3 convolution of the U-Net's last features (the output
+/// convolution's second channel) plus a linear function of SiLU(emb), so that the channel can
+/// follow t even where the frozen features carry little of it.
+#[derive(Module, Debug)]
+pub struct VarianceHead {
+    conv: Conv2d,
+    time: Linear,
+}
+
+impl VarianceHead {
+    /// A fresh channel: zero weights and conv bias -1, so that v = -1 everywhere and the learned
+    /// variance starts at beta_tilde (`crate::diffusion::variance`), the fixed-small bound of
+    /// the same eps network.
+    pub fn new(cfg: &UNetConfig, device: &Device) -> Self {
+        let conv = conv3x3(cfg.channels[0], IMAGE_CHANNELS, 1, device).map(&mut ConstantInit { weight: 0.0, bias: -1.0 });
+        let time = LinearConfig::new(cfg.emb_dim, 1).init(device).map(&mut ConstantInit { weight: 0.0, bias: 0.0 });
+        Self { conv, time }
+    }
+
+    /// The raw v ([n, 1, 28, 28]) from the last features and the conditioning embedding [n, emb_dim].
+    pub fn forward(&self, features: Tensor<4>, emb: Tensor<2>) -> Tensor<4> {
+        let n = emb.dims()[0];
+        self.conv.forward(features) + self.time.forward(silu(emb)).reshape([n, 1, 1, 1])
+    }
+}
+
+/// Sets every conv weight to `weight` and every bias to `bias`.
+struct ConstantInit {
+    weight: f32,
+    bias: f32,
+}
+
+impl ModuleMapper for ConstantInit {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let value = if D == 1 { self.bias } else { self.weight };
+        param.map(|tensor| {
+            let grad = tensor.is_require_grad();
+            tensor.zeros_like().add_scalar(value).set_require_grad(grad)
+        })
     }
 }
 
