@@ -2,6 +2,7 @@
 //! (`Limits`), the URL and the form are read by the same parser, bad values get bounded messages
 //! and keep their defaults, and every message survives serialisation.
 
+use ddpm_web::diffusion::variance::VarianceChoice;
 use ddpm_web::app::controls::{Controls, ECHO_CHARS, Limits, SamplerKind, View, echo};
 use ddpm_web::app::protocol::{BackendInfo, BackendKind, BackendPreference, ParsedQuery, SamplerReply, SamplerRequest};
 use ddpm_web::app::config::DdpmConfig;
@@ -32,7 +33,7 @@ fn defaults_are_any_digit_guided_ddim_50() {
     assert_eq!(c.settings(&config, 0, 4).guidance_interval, config.guidance_interval);
     assert_eq!(c.settings(&DdpmConfig { guidance_interval: None, ..config.clone() }, 0, 4).guidance_interval, None);
     let ddpm = Controls { sampler: SamplerKind::Ddpm, ..c };
-    assert_eq!(ddpm.settings(&config, 0, 4).method, Method::Ddpm { variance: VarianceKind::BetaTilde });
+    assert_eq!(ddpm.settings(&config, 0, 4).method, Method::Ddpm { variance: VarianceChoice::BetaTilde });
 }
 
 #[test]
@@ -41,7 +42,7 @@ fn url_values_within_limits_are_read_and_round_trip() {
     assert!(problems.is_empty(), "{problems:?}");
     assert_eq!(c.class, ClassChoice::Digit(7));
     assert_eq!((c.guidance, c.sampler, c.steps, c.eta, c.seed, c.grid, c.every, c.view), (3.5, SamplerKind::Ddpm, 20, 0.3, 42, 16, 5, View::PredictedX0));
-    assert_eq!(c.settings(&DdpmConfig::default(), 0, 16).method, Method::Ddpm { variance: VarianceKind::Beta });
+    assert_eq!(c.settings(&DdpmConfig::default(), 0, 16).method, Method::Ddpm { variance: VarianceChoice::Beta });
     let (back, problems) = Controls::parse(&c.to_pairs(), &limits());
     assert!(problems.is_empty());
     assert_eq!(back, c);
@@ -148,12 +149,15 @@ fn every_offered_sampler_parses_from_its_name_and_maps_to_its_method() {
         assert_eq!(serde_json::to_value(choice.kind).unwrap(), choice.kind.name(), "the URL name is the serde name");
         let method = c.settings(&DdpmConfig::default(), 0, 1).method;
         let expected = match choice.kind {
-            SamplerKind::Ddpm => Method::Ddpm { variance: VarianceKind::Beta },
+            SamplerKind::Ddpm => Method::Ddpm { variance: VarianceChoice::Beta },
             SamplerKind::Ddim => Method::Ddim { steps: 20, eta: 0.5 },
             SamplerKind::DpmSolver2M => Method::DpmSolver2M { steps: 20 },
+            SamplerKind::DdpmLearned => Method::Ddpm { variance: VarianceChoice::Learned },
         };
         assert_eq!(method, expected);
-        assert_eq!((choice.uses_steps, choice.uses_eta), (choice.kind != SamplerKind::Ddpm, choice.kind == SamplerKind::Ddim));
+        let every_step = matches!(choice.kind, SamplerKind::Ddpm | SamplerKind::DdpmLearned);
+        assert_eq!(choice.kind.takes_every_step(), every_step);
+        assert_eq!((choice.uses_steps, choice.uses_eta), (!every_step, choice.kind == SamplerKind::Ddim));
         assert!(!choice.label.is_empty() && choice.help.ends_with('.'));
     }
 }

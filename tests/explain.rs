@@ -16,6 +16,8 @@ use ddpm_web::explain::compute::*;
 use ddpm_web::nets::unet::{NULL_CLASS, UNet};
 use ddpm_web::diffusion::noise::NoiseSource;
 use ddpm_web::diffusion::schedule::VarianceKind;
+use ddpm_web::diffusion::variance::VarianceChoice;
+use ddpm_web::app::weights::VARIANCE_FILE;
 use serde::{Deserialize, Serialize};
 
 mod common;
@@ -148,6 +150,9 @@ pub struct ElboFixture {
     pub terms_nats: Vec<f32>,
     pub simple: Vec<f32>,
     pub prior_nats: f32,
+    /// The same terms with the shipped variance channel's Sigma_theta, and that channel's SHA-256.
+    pub learned_terms_nats: Vec<f32>,
+    pub variance_sha256: String,
 }
 
 const FIXTURE: &str = "tests/fixtures/explainer-elbo.json";
@@ -161,23 +166,39 @@ fn shipped_weights_elbo_terms_match_the_browser_fixture() {
     let s = manifest.config.schedule();
     let x0 = digits[digit].to_model_space();
     let (terms, simple) = elbo_terms(&model, &s, manifest.config.variance, &x0, &indices, seed, NULL_CLASS, &dev());
-    let now = ElboFixture { weights_sha256: common::shipped_unet_sha256(), digit, seed, indices, terms_nats: read(terms), simple: read(simple), prior_nats: read(prior_term(&s, &x0, &dev()))[0] };
+    let learned = elbo_terms_by_variance(&model, &s, &[VarianceChoice::Learned], &x0, &indices, seed, NULL_CLASS, &dev());
+    assert_eq!(learned.terms.len(), 1, "the shipped weights have a variance channel");
+    let now = ElboFixture {
+        weights_sha256: common::shipped_unet_sha256(),
+        digit,
+        seed,
+        indices,
+        terms_nats: read(terms),
+        simple: read(simple),
+        prior_nats: read(prior_term(&s, &x0, &dev()))[0],
+        learned_terms_nats: read(learned.terms.into_iter().next().unwrap().1),
+        variance_sha256: manifest.file(VARIANCE_FILE).unwrap().sha256.clone(),
+    };
     if std::env::var("DDPM_UPDATE_FIXTURES").is_ok() {
         std::fs::create_dir_all("tests/fixtures").unwrap();
         std::fs::write(FIXTURE, serde_json::to_string_pretty(&now).unwrap() + "\n").unwrap();
     }
     let fixture: ElboFixture = serde_json::from_str(&std::fs::read_to_string(FIXTURE).expect("DDPM_UPDATE_FIXTURES=1 writes it")).unwrap();
     assert_eq!(fixture.weights_sha256, now.weights_sha256, "the fixture was written with other weights: rewrite it");
+    assert_eq!(fixture.variance_sha256, now.variance_sha256, "the fixture was written with another variance channel: rewrite it");
     assert_eq!((fixture.digit, fixture.seed, &fixture.indices), (now.digit, now.seed, &now.indices));
     use common::tolerance::{ELBO_TERM, SIMPLE_TERM};
     let stale = |e: String| panic!("{e} (the ELBO's maths changed? rewrite the fixture)");
     for (k, (a, b)) in now.terms_nats.iter().zip(&fixture.terms_nats).enumerate() {
         ELBO_TERM.check_one(&format!("term at t={}", now.indices[k] + 1), *a, *b).unwrap_or_else(stale);
     }
+    for (k, (a, b)) in now.learned_terms_nats.iter().zip(&fixture.learned_terms_nats).enumerate() {
+        ELBO_TERM.check_one(&format!("learned-variance term at t={}", now.indices[k] + 1), *a, *b).unwrap_or_else(stale);
+    }
     SIMPLE_TERM.check("L_simple", &now.simple, &fixture.simple).unwrap_or_else(stale);
     ELBO_TERM.check_one("L_T", now.prior_nats, fixture.prior_nats).unwrap_or_else(stale);
     // Sanity: the decoder term is a -log likelihood over 784 pixels, the rest are KLs (>= 0).
-    assert!(now.terms_nats.iter().all(|v| *v >= 0.0 && v.is_finite()));
+    assert!(now.terms_nats.iter().chain(&now.learned_terms_nats).all(|v| *v >= 0.0 && v.is_finite()));
 }
 
 /// The explainer's summaries against hand computations: the bound is the sum of its terms in

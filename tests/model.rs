@@ -1,6 +1,7 @@
 //! The U-Net's shape, size and determinism, the weights round trip, and the sampling loop.
 #![cfg(not(target_family = "wasm"))]
 
+use ddpm_web::diffusion::variance::VarianceChoice;
 use burn::module::Module;
 use burn::tensor::{Int, Tensor, TensorData};
 use ddpm_web::app::config::DdpmConfig;
@@ -170,7 +171,7 @@ fn ddpm_sampler_takes_t_steps() {
     let cfg = DdpmConfig { timesteps: 20, ..DdpmConfig::default() };
     let schedule = cfg.schedule();
     let model = UNet::init_seeded(&cfg.model, 2, &dev());
-    let mut sampler = Sampler::new(settings(Method::Ddpm { variance: VarianceKind::Beta }, ClassChoice::Digit(3), 4), &schedule, &dev());
+    let mut sampler = Sampler::new(settings(Method::Ddpm { variance: VarianceChoice::Beta }, ClassChoice::Digit(3), 4), &schedule, &dev());
     assert_eq!(sampler.total_steps(), 20);
     let mut last_t = 21;
     while let Some(step) = sampler.step(&model) {

@@ -3,6 +3,7 @@
 
 mod common;
 
+use ddpm_web::diffusion::variance::VarianceChoice;
 use burn::tensor::Tensor;
 use futures_lite::future::block_on;
 use common::{dev, max_abs_diff, read};
@@ -70,7 +71,7 @@ fn stochastic_samplers_draw_noise_exactly_where_the_maths_adds_it() {
         }
         (solver.steps_done(), noisy)
     };
-    assert_eq!(count(Method::Ddpm { variance: VarianceKind::Beta }), (1000, 999), "no noise at t = 1");
+    assert_eq!(count(Method::Ddpm { variance: VarianceChoice::Beta }), (1000, 999), "no noise at t = 1");
     assert_eq!(count(Method::Ddim { steps: 20, eta: 0.5 }), (20, 19), "no noise on the step to x_0");
     assert_eq!(count(Method::Ddim { steps: 20, eta: 0.0 }), (20, 0));
     assert_eq!(count(Method::DpmSolver2M { steps: 20 }), (20, 0));
@@ -110,7 +111,7 @@ fn every_sampler_reaches_the_target_and_improves_with_steps() {
     // Two independent exact sample sets: the distance's floor at this n.
     let floor = sliced_wasserstein_2d(&target, &m.sample(n, &mut NoiseSource::new(7)), 32);
     let distance = |method: Method| sliced_wasserstein_2d(&ends(&m, method, &x_t, 8), &target, 32);
-    let ddpm = distance(Method::Ddpm { variance: VarianceKind::Beta });
+    let ddpm = distance(Method::Ddpm { variance: VarianceChoice::Beta });
     println!("sliced W1: exact vs exact {floor:.4}, DDPM 1000 {ddpm:.4}");
     assert!(ddpm < 3.0 * floor, "DDPM-1000 {ddpm} vs floor {floor}");
     for (name, method) in [
@@ -177,7 +178,7 @@ fn sde_and_ode_share_every_marginal_but_not_their_paths() {
     let m = Mixture2d::example();
     let s = linear();
     let x_t = starts(2000, 21);
-    let sde = block_on(m.reverse_paths(Method::Ddpm { variance: VarianceKind::Beta }, &s, &x_t, &mut NoiseSource::new(22), &dev())).unwrap();
+    let sde = block_on(m.reverse_paths(Method::Ddpm { variance: VarianceChoice::Beta }, &s, &x_t, &mut NoiseSource::new(22), &dev())).unwrap();
     let ode = block_on(m.reverse_paths(Method::Ddim { steps: 1000, eta: 0.0 }, &s, &x_t, &mut NoiseSource::new(22), &dev())).unwrap();
     assert_eq!((sde[0].len(), ode[0].len()), (1001, 1001), "x_T and one state per step");
     for t in [800, 400, 100, 0] {

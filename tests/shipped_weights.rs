@@ -16,7 +16,9 @@ use common::shipped_models as models;
 #[test]
 fn shipped_files_match_the_manifest_and_decode() {
     let (m, unet, _) = models();
-    assert_eq!(unet.num_params(), m.parameters);
+    // The manifest counts the eps network; the variance channel is its own file.
+    let channel = unet.variance_head().map_or(0, |h| h.num_params());
+    assert_eq!(unet.num_params() - channel, m.parameters);
     let total: usize = m.files.iter().map(|f| f.bytes).sum();
     assert!(total < 8 << 20, "weights total {total} bytes");
     for f in &m.files {
@@ -43,6 +45,28 @@ fn the_training_record_chains_back_to_a_run_from_scratch() {
     }
     assert!(!stage.command.contains("--init"), "the first run starts from scratch: {}", stage.command);
     assert!(runs <= 8, "{runs} runs");
+}
+
+/// The variance channel was trained on the shipped eps weights, by a finished run its command
+/// reproduces, and it reads the conditioning: v differs between a small and a large t.
+#[test]
+fn the_variance_channel_belongs_to_the_shipped_eps_weights() {
+    use burn::tensor::{Int, Tensor, TensorData};
+    let (m, unet, _) = models();
+    let record = m.variance_training.as_ref().expect("the manifest records the variance channel's training");
+    let unet_sha = &m.file(ddpm_web::app::weights::UNET_FILE).unwrap().sha256;
+    assert_eq!(record.started_from.as_ref().map(|s| &s.sha256), Some(unet_sha), "trained on other eps weights");
+    assert_eq!(record.steps_done, record.steps_planned);
+    assert!(record.command.contains("train-variance") && record.command.contains("--export"), "{}", record.command);
+    let device = Device::flex();
+    let x = Tensor::<4>::zeros([2, 1, 28, 28], &device);
+    let t = Tensor::<1>::from_data(TensorData::new(vec![2.0f32, 900.0], [2]), &device);
+    let class = Tensor::<1, Int>::from_data(TensorData::new(vec![10i64, 10], [2]), &device);
+    let (_, raw) = unet.forward_with_variance(x, unet.time_embedding(t) + unet.class_embedding(class, 2));
+    let v: Vec<f32> = raw.expect("a variance channel").into_data().try_to_vec().unwrap();
+    let mean = |k: usize| v[k * 784..(k + 1) * 784].iter().sum::<f32>() / 784.0;
+    assert!(v.iter().all(|x| x.is_finite()));
+    assert!((mean(0) - mean(1)).abs() > 0.05, "v at t = 2 ({}) and t = 900 ({}) differ", mean(0), mean(1));
 }
 
 #[test]

@@ -191,3 +191,47 @@ fn a_tiny_hybrid_training_run_lowers_the_bound_and_beats_the_fixed_variance() {
     assert!(after < 0.9 * before, "L_vlb {before} -> {after} bits/dim");
     assert!(after < fixed_after, "the learned variance's bound {after} is below beta_tilde's {fixed_after}");
 }
+
+#[test]
+fn ddpm_with_the_learned_variance_steps_with_sigma_theta() {
+    use ddpm_web::diffusion::process::{ddpm_step, ddpm_step_learned};
+    use ddpm_web::diffusion::sampling::{ClassChoice, Method, SampleSettings, Sampler};
+    use ddpm_web::diffusion::variance::VarianceChoice;
+    let s = linear();
+    let mut rng = NoiseSource::new(4);
+    let (x_t, eps, z) = (rng.tensor([2, 1, 4, 4], &dev()), rng.tensor([2, 1, 4, 4], &dev()), rng.tensor([2, 1, 4, 4], &dev()));
+    let close = |a: Tensor<4>, b: Tensor<4>| common::max_abs_diff(&read(a), &read(b));
+    for i in [1usize, 30, 700] {
+        // v = 1 and v = 0 are the fixed choices' steps.
+        for (raw, kind) in [(1.0f32, VarianceKind::Beta), (-1.0, VarianceKind::BetaTilde)] {
+            let learned = ddpm_step_learned(&s, x_t.clone(), i, eps.clone(), x_t.ones_like().mul_scalar(raw), true, Some(z.clone()));
+            let fixed = ddpm_step(&s, x_t.clone(), i, eps.clone(), kind, true, Some(z.clone()));
+            assert!(close(learned.x_prev, fixed.x_prev) < 1e-6, "t = {}, v = {}", i + 1, (raw + 1.0) / 2.0);
+        }
+        // In between, each pixel's noise is scaled by its own sigma.
+        let raw = tensor((0..32).map(|k| k as f32 / 16.0 - 1.0).collect(), [2, 1, 4, 4], &dev());
+        let mean = ddpm_step(&s, x_t.clone(), i, eps.clone(), VarianceKind::Beta, true, None).x_prev;
+        let stepped = ddpm_step_learned(&s, x_t.clone(), i, eps.clone(), raw.clone(), true, Some(z.clone())).x_prev;
+        let (mean, stepped, z, raw) = (read(mean), read(stepped), read(z.clone()), read(raw));
+        for p in 0..32 {
+            let v = (raw[p] as f64 + 1.0) / 2.0;
+            let sigma = (0.5 * (v * s.beta[i].ln() + (1.0 - v) * s.posterior_log_variance_clipped[i])).exp();
+            let want = mean[p] as f64 + sigma * z[p] as f64;
+            assert!((stepped[p] as f64 - want).abs() < 1e-5, "t = {}, pixel {p}: {} vs {want}", i + 1, stepped[p]);
+        }
+    }
+    // The sampler hands the variance channel's output to the step: a fresh channel (v = 0) draws
+    // exactly the sigma^2 = beta_tilde trajectory, guided as the page's runs are.
+    let cfg = UNetConfig { channels: [8, 8, 8], emb_dim: 16, groups: 4, attention_heads: 2 };
+    let model = UNet::init_seeded(&cfg, 6, &dev()).with_variance_head(VarianceHead::new(&cfg, &dev()));
+    let schedule = NoiseSchedule::new(ScheduleKind::DDPM_LINEAR, 40);
+    let run = |variance: VarianceChoice| {
+        let settings = SampleSettings { class: ClassChoice::Digit(4), guidance: 2.0, guidance_interval: None, method: Method::Ddpm { variance }, seed: 8, count: 2, first_cell: 0, clip_x0: true };
+        let mut sampler = Sampler::new(settings, &schedule, &dev());
+        while sampler.step(&model).is_some() {}
+        read(sampler.current())
+    };
+    let (learned, small, large) = (run(VarianceChoice::Learned), run(VarianceChoice::BetaTilde), run(VarianceChoice::Beta));
+    assert!(common::max_abs_diff(&learned, &small) < 1e-5, "a fresh channel is beta_tilde");
+    assert!(common::max_abs_diff(&learned, &large) > 1e-3, "and not beta");
+}

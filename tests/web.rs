@@ -135,10 +135,11 @@ mod explainer {
     //! The explainer's computations on WebGPU and on the CPU fallback against the native
     //! computation recorded in tests/fixtures/explainer-elbo.json (by `cargo test --test explain`).
     use super::*;
-    use ddpm_web::explain::compute::{elbo_terms, parse_example_digits, prior_term, step_views};
+    use ddpm_web::explain::compute::{elbo_terms, elbo_terms_by_variance, parse_example_digits, prior_term, step_views};
+    use ddpm_web::diffusion::variance::VarianceChoice;
     use ddpm_web::nets::unet::NULL_CLASS;
     use ddpm_web::toy::mixture::Mixture2d;
-    use ddpm_web::app::weights::{Manifest, UNET_FILE, load_unet};
+    use ddpm_web::app::weights::{Manifest, UNET_FILE, VARIANCE_FILE, load_unet, load_variance_head};
     use serde::Deserialize;
 
     #[derive(Deserialize)]
@@ -149,13 +150,17 @@ mod explainer {
         terms_nats: Vec<f32>,
         simple: Vec<f32>,
         prior_nats: f32,
+        learned_terms_nats: Vec<f32>,
     }
 
+    /// The shipped U-Net with its variance channel.
     fn shipped(device: &Device) -> (Manifest, UNet) {
         let manifest = Manifest::parse(include_str!("../weights/manifest.json")).unwrap();
         let entry = manifest.file(UNET_FILE).unwrap().clone();
         let model = load_unet(&manifest.config, &entry, include_bytes!("../weights/unet.bpk").to_vec(), device).unwrap();
-        (manifest, model)
+        let entry = manifest.file(VARIANCE_FILE).unwrap().clone();
+        let head = load_variance_head(&manifest.config, &entry, include_bytes!("../weights/variance.bpk").to_vec(), device).unwrap();
+        (manifest, model.with_variance_head(head))
     }
 
     async fn check_elbo_against_native(device: &Device, name: &str, gpu_tolerance: bool) {
@@ -181,6 +186,18 @@ mod explainer {
         }
         let (sum, native_sum): (f32, f32) = (terms.iter().sum(), fixture.terms_nats.iter().sum());
         tolerance::BROWSER_SUM.check_one(&format!("{name}: sum of terms"), sum, native_sum).unwrap();
+        // The same terms with the learned variance (the variance channel's Sigma_theta).
+        let learned = elbo_terms_by_variance(&model, &s, &[VarianceChoice::Learned], &x0, &fixture.indices, fixture.seed, NULL_CLASS, device);
+        let (_, learned) = learned.terms.into_iter().next().expect("the shipped weights have a variance channel");
+        let learned = read_f32(learned).await.unwrap();
+        let mut worst_learned = 0.0f32;
+        for (k, (a, b)) in learned.iter().zip(&fixture.learned_terms_nats).enumerate() {
+            worst_learned = worst_learned.max((a - b).abs() / b.abs());
+            term_tolerance.check_one(&format!("{name}: learned-variance ELBO term at t={}", fixture.indices[k] + 1), *a, *b).unwrap();
+        }
+        let (sum, native_sum): (f32, f32) = (learned.iter().sum(), fixture.learned_terms_nats.iter().sum());
+        tolerance::BROWSER_SUM.check_one(&format!("{name}: sum of learned-variance terms"), sum, native_sum).unwrap();
+        log(&format!("{name}: learned-variance terms, largest relative difference from native {worst_learned:.2e}"));
         log(&format!("{name}: L_simple terms {simple:?} vs native {:?}", fixture.simple));
         simple_tolerance.check(&format!("{name}: L_simple"), &simple, &fixture.simple).unwrap();
         let prior = read_f32(prior_term(&s, &x0, device)).await.unwrap()[0];
@@ -313,6 +330,7 @@ mod sampler_worker {
             manifest: include_str!("../weights/manifest.json").into(),
             unet: ByteBuf::from(include_bytes!("../weights/unet.bpk").to_vec()),
             classifier: ByteBuf::from(include_bytes!("../weights/classifier.bpk").to_vec()),
+            variance: Some(ByteBuf::from(include_bytes!("../weights/variance.bpk").to_vec())),
         }
     }
 

@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::app::config::DdpmConfig;
+use crate::diffusion::variance::VarianceChoice;
 use crate::diffusion::sampling::{ClassChoice, Method, SampleSettings};
 
 /// Which backend the reader asked for (`?backend=`).
@@ -122,10 +123,13 @@ pub enum SamplerKind {
     /// DPM-Solver++(2M) (Lu et al.): second order, deterministic, over the same steps as DDIM.
     #[serde(rename = "dpm2m")]
     DpmSolver2M,
+    /// Ancestral sampling with the variance the network predicts (Nichol & Dhariwal 2021).
+    #[serde(rename = "ddpm-learned")]
+    DdpmLearned,
 }
 
 impl SamplerKind {
-    pub const ALL: [SamplerKind; 3] = [SamplerKind::Ddim, SamplerKind::DpmSolver2M, SamplerKind::Ddpm];
+    pub const ALL: [SamplerKind; 4] = [SamplerKind::Ddim, SamplerKind::DpmSolver2M, SamplerKind::Ddpm, SamplerKind::DdpmLearned];
 
     /// The value in the URL and the form (the same as its serde name).
     pub fn name(self) -> &'static str {
@@ -133,7 +137,13 @@ impl SamplerKind {
             SamplerKind::Ddpm => "ddpm",
             SamplerKind::Ddim => "ddim",
             SamplerKind::DpmSolver2M => "dpm2m",
+            SamplerKind::DdpmLearned => "ddpm-learned",
         }
+    }
+
+    /// Whether the sampler takes every one of the T steps (so the step count does not apply).
+    pub fn takes_every_step(self) -> bool {
+        matches!(self, SamplerKind::Ddpm | SamplerKind::DdpmLearned)
     }
 }
 
@@ -162,8 +172,12 @@ impl SamplerChoice {
                 format!("DDPM (all {timesteps} steps)"),
                 "Follows the trained reverse process step by step, adding fresh noise each time (the reverse SDE).".to_string(),
             ),
+            SamplerKind::DdpmLearned => (
+                format!("DDPM, learned variance (all {timesteps} steps)"),
+                "The same reverse process, with the noise of each step scaled by the variance the network predicts per pixel (Improved DDPM) instead of βₜ.".to_string(),
+            ),
         };
-        Self { kind, label, help, uses_steps: kind != SamplerKind::Ddpm, uses_eta: kind == SamplerKind::Ddim }
+        Self { kind, label, help, uses_steps: !kind.takes_every_step(), uses_eta: kind == SamplerKind::Ddim }
     }
 }
 
@@ -323,7 +337,8 @@ impl Controls {
     /// The model's `config` supplies the DDPM variance and where guidance applies.
     pub fn settings(&self, config: &DdpmConfig, first_cell: usize, count: usize) -> SampleSettings {
         let method = match self.sampler {
-            SamplerKind::Ddpm => Method::Ddpm { variance: config.variance },
+            SamplerKind::Ddpm => Method::Ddpm { variance: config.variance.into() },
+            SamplerKind::DdpmLearned => Method::Ddpm { variance: VarianceChoice::Learned },
             SamplerKind::Ddim => Method::Ddim { steps: self.steps, eta: self.eta },
             SamplerKind::DpmSolver2M => Method::DpmSolver2M { steps: self.steps },
         };

@@ -88,6 +88,9 @@ pub struct WeightFiles {
     pub manifest: String,
     pub unet: ByteBuf,
     pub classifier: ByteBuf,
+    /// The U-Net's variance channel, when the manifest lists one.
+    #[serde(default)]
+    pub variance: Option<ByteBuf>,
 }
 
 /// Requests from the sampling page to one of its workers.

@@ -186,7 +186,7 @@ fn run() -> Result<(), String> {
         let acc = labels.iter().zip(&held_out).filter(|(l, d)| **l == d.label).count() as f64 / held_out.len() as f64;
         println!("classifier held-out accuracy: {:.2}% ({} digits)", 100.0 * acc, held_out.len());
     }
-    for (name, method) in [("ddim", Method::Ddim { steps: 50, eta: 0.0 }), ("ddpm", Method::Ddpm { variance: cfg.variance })] {
+    for (name, method) in [("ddim", Method::Ddim { steps: 50, eta: 0.0 }), ("ddpm", Method::Ddpm { variance: cfg.variance.into() })] {
         if !only.contains(name) {
             continue;
         }
@@ -318,7 +318,7 @@ fn run() -> Result<(), String> {
         let samplers: [(&str, fn(usize, VarianceKind) -> Method); 3] = [
             ("ddim", |k, _| Method::Ddim { steps: k, eta: 0.0 }),
             ("dpm2m", |k, _| Method::DpmSolver2M { steps: k }),
-            ("ancestral", |k, v| if k == 1000 { Method::Ddpm { variance: v } } else { Method::Ddim { steps: k, eta: 1.0 } }),
+            ("ancestral", |k, v| if k == 1000 { Method::Ddpm { variance: v.into() } } else { Method::Ddim { steps: k, eta: 1.0 } }),
         ];
         for (name, method_for) in samplers {
             for &k in &steps_list {

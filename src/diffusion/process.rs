@@ -9,6 +9,7 @@
 use burn::tensor::{Tensor, TensorData};
 
 use crate::diffusion::schedule::{NoiseSchedule, VarianceKind};
+use crate::diffusion::variance::learned_log_variance;
 
 /// Multiply each sample of `x` ([n, c, h, w]) by its own coefficient.
 pub fn scale(x: Tensor<4>, coef: &[f64]) -> Tensor<4> {
@@ -112,20 +113,45 @@ pub fn ddpm_step(
     clip_x0: bool,
     noise: Option<Tensor<4>>,
 ) -> StepOutput {
-    let n = x_t.dims()[0];
-    let idx = vec![i; n];
-    let mut x0_pred = x0_from_eps(s, x_t.clone(), &idx, eps.clone());
-    let mean = if clip_x0 {
-        x0_pred = x0_pred.clamp(-1.0, 1.0);
-        mean_from_x0(s, x_t, &idx, x0_pred.clone())
-    } else {
-        mean_from_eps(s, x_t, &idx, eps)
-    };
+    let (mean, x0_pred) = ddpm_mean(s, x_t, i, eps, clip_x0);
     let x_prev = match noise {
         Some(z) if i > 0 => mean + z.mul_scalar(s.reverse_variance(variance, i).sqrt()),
         _ => mean,
     };
     StepOutput { x_prev, x0_pred }
+}
+
+/// [`ddpm_step`] with the network's own variance: sigma_t = exp(log Sigma_theta / 2) per pixel, from
+/// the variance channel's raw output (Improved DDPM, Eq. 15; see `crate::diffusion::variance`).
+pub fn ddpm_step_learned(
+    s: &NoiseSchedule,
+    x_t: Tensor<4>,
+    i: usize,
+    eps: Tensor<4>,
+    raw_variance: Tensor<4>,
+    clip_x0: bool,
+    noise: Option<Tensor<4>>,
+) -> StepOutput {
+    let n = x_t.dims()[0];
+    let (mean, x0_pred) = ddpm_mean(s, x_t, i, eps, clip_x0);
+    let x_prev = match noise {
+        Some(z) if i > 0 => mean + z * learned_log_variance(s, &vec![i; n], raw_variance).mul_scalar(0.5).exp(),
+        _ => mean,
+    };
+    StepOutput { x_prev, x0_pred }
+}
+
+/// mu_theta(x_t, t) of a DDPM step and the x_0 estimate it implies (clipped with `clip_x0`).
+fn ddpm_mean(s: &NoiseSchedule, x_t: Tensor<4>, i: usize, eps: Tensor<4>, clip_x0: bool) -> (Tensor<4>, Tensor<4>) {
+    let n = x_t.dims()[0];
+    let idx = vec![i; n];
+    let x0_pred = x0_from_eps(s, x_t.clone(), &idx, eps.clone());
+    if clip_x0 {
+        let x0_pred = x0_pred.clamp(-1.0, 1.0);
+        (mean_from_x0(s, x_t, &idx, x0_pred.clone()), x0_pred)
+    } else {
+        (mean_from_eps(s, x_t, &idx, eps), x0_pred)
+    }
 }
 
 /// sigma of a DDIM step from index `i` to `i_prev` (Song et al. 2021, Eq. 16):

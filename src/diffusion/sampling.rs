@@ -153,8 +153,10 @@ impl Sampler {
     }
 
     /// The noise prediction for the current state: at a guided step one model call with the
-    /// conditional and unconditional halves in one batch, else the conditional half alone.
-    fn predict_eps(&mut self, model: &UNet) -> Tensor<4> {
+    /// conditional and unconditional halves in one batch, else the conditional half alone; and,
+    /// when the method steps with the learned variance, the variance channel's raw output of the
+    /// conditional half (guidance changes the mean, not the variance, as in GLIDE).
+    fn predict_eps(&mut self, model: &UNet) -> (Tensor<4>, Option<Tensor<4>>) {
         let n = self.settings.count;
         let batch = if self.settings.guided() { 2 * n } else { n };
         let (times, classes) = self.conditioning.get_or_insert_with(|| {
@@ -165,21 +167,25 @@ impl Sampler {
         let k = self.solver.steps_done();
         // One row of the run's time embeddings, broadcast over the batch.
         let time = times.clone().narrow(0, k, 1);
+        let forward = |x: Tensor<4>, emb: Tensor<2>| match self.settings.method.needs_learned_variance() {
+            true => model.forward_with_variance(x, emb),
+            false => (model.forward_conditioned(x, emb), None),
+        };
         if !self.settings.guides_at(self.solver.timesteps()[k] + 1) {
-            return model.forward_conditioned(self.x.clone(), time + classes.clone().narrow(0, 0, n));
+            return forward(self.x.clone(), time + classes.clone().narrow(0, 0, n));
         }
-        let eps = model.forward_conditioned(Tensor::cat(vec![self.x.clone(), self.x.clone()], 0), time + classes.clone());
+        let (eps, raw) = forward(Tensor::cat(vec![self.x.clone(), self.x.clone()], 0), time + classes.clone());
         let cond = eps.clone().narrow(0, 0, n);
         let uncond = eps.narrow(0, n, n);
-        guided_eps(cond, uncond, self.settings.guidance)
+        (guided_eps(cond, uncond, self.settings.guidance), raw.map(|r| r.narrow(0, 0, n)))
     }
 
     /// Takes one reverse step; `None` once finished.
     pub fn step(&mut self, model: &UNet) -> Option<Step> {
         let i = self.solver.current_index()?;
-        let eps = self.predict_eps(model);
+        let (eps, raw_variance) = self.predict_eps(model);
         let z = self.solver.needs_noise().then(|| cell_noise(&mut self.streams, &self.x.device()));
-        let out = self.solver.advance(self.x.clone(), eps.clone(), self.settings.clip_x0, z);
+        let out = self.solver.advance_with_variance(self.x.clone(), eps.clone(), raw_variance, self.settings.clip_x0, z);
         self.x = out.x_prev.clone();
         Some(Step {
             t: i + 1,

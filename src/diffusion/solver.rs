@@ -5,14 +5,16 @@
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
-use crate::diffusion::process::{StepOutput, ddim_step, ddpm_step, dpm_solver_2m_step};
-use crate::diffusion::schedule::{NoiseSchedule, VarianceKind};
+use crate::diffusion::process::{StepOutput, ddim_step, ddpm_step, ddpm_step_learned, dpm_solver_2m_step};
+use crate::diffusion::schedule::NoiseSchedule;
+use crate::diffusion::variance::VarianceChoice;
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Method {
-    /// Ancestral sampling through all T steps (DDPM Algorithm 2): the reverse SDE.
-    Ddpm { variance: VarianceKind },
+    /// Ancestral sampling through all T steps (DDPM Algorithm 2): the reverse SDE, with a fixed
+    /// or (from the network's variance channel) the learned variance.
+    Ddpm { variance: VarianceChoice },
     /// DDIM over `steps` evenly spaced timesteps with stochasticity `eta` (0 = deterministic: a
     /// first-order solver of the probability-flow ODE).
     Ddim { steps: usize, eta: f64 },
@@ -25,6 +27,11 @@ impl Method {
     /// Network evaluations of a run (per image and guidance pass).
     pub fn evaluations(&self, schedule: &NoiseSchedule) -> usize {
         self.timesteps(schedule).len()
+    }
+
+    /// Whether a step needs the network's variance channel.
+    pub fn needs_learned_variance(&self) -> bool {
+        matches!(self, Method::Ddpm { variance: VarianceChoice::Learned })
     }
 
     /// The timestep indices a run visits, descending.
@@ -86,13 +93,24 @@ impl ReverseSolver {
     }
 
     /// Takes the step from the current index given the noise prediction `eps` at x_t; `z` is the
-    /// fresh noise when [`Self::needs_noise`] says so. Panics when the run is finished.
+    /// fresh noise when [`Self::needs_noise`] says so. Panics when the run is finished, or when
+    /// the method needs the learned variance (see [`Self::advance_with_variance`]).
     pub fn advance(&mut self, x_t: Tensor<4>, eps: Tensor<4>, clip_x0: bool, z: Option<Tensor<4>>) -> StepOutput {
+        self.advance_with_variance(x_t, eps, None, clip_x0, z)
+    }
+
+    /// [`Self::advance`] given also the variance channel's raw output at x_t, which a method that
+    /// [`Method::needs_learned_variance`] steps with.
+    pub fn advance_with_variance(&mut self, x_t: Tensor<4>, eps: Tensor<4>, raw_variance: Option<Tensor<4>>, clip_x0: bool, z: Option<Tensor<4>>) -> StepOutput {
         let i = self.current_index().expect("the run has steps left");
         let i_prev = self.timesteps.get(self.position + 1).copied();
         let s = &self.schedule;
         let out = match self.method {
-            Method::Ddpm { variance } => ddpm_step(s, x_t, i, eps, variance, clip_x0, z),
+            Method::Ddpm { variance } => match (variance.fixed(), raw_variance) {
+                (Some(kind), _) => ddpm_step(s, x_t, i, eps, kind, clip_x0, z),
+                (None, Some(raw)) => ddpm_step_learned(s, x_t, i, eps, raw, clip_x0, z),
+                (None, None) => panic!("DDPM with the learned variance needs the network's variance channel"),
+            },
             Method::Ddim { eta, .. } => ddim_step(s, x_t, i, i_prev, eps, eta, clip_x0, z),
             Method::DpmSolver2M { .. } => {
                 let out = dpm_solver_2m_step(s, x_t, i, i_prev, eps, self.previous.take(), clip_x0);

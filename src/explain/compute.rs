@@ -11,7 +11,8 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use crate::diffusion::process::{
     gather, mean_from_eps, mean_from_score, mean_from_x0, q_posterior_mean, q_sample, score_from_eps, tweedie_x0, x0_from_eps,
 };
-use crate::diffusion::elbo::{TermBatch, prior_kl, sum_pixels};
+use crate::diffusion::elbo::{ReverseVariance, TermBatch, prior_kl, sum_pixels};
+use crate::diffusion::variance::{VarianceChoice, interpolation};
 use crate::nets::unet::{IMAGE_SIZE, PIXELS, UNet};
 use crate::diffusion::noise::NoiseSource;
 use crate::diffusion::schedule::{NoiseSchedule, VarianceKind};
@@ -54,10 +55,77 @@ pub fn elbo_terms(
     class: usize,
     device: &Device,
 ) -> (Tensor<1>, Tensor<1>) {
+    let mut sweep = elbo_terms_by_variance(model, s, &[variance.into()], x0, idx, seed, class, device);
+    (sweep.terms.remove(0).1, sweep.simple)
+}
+
+/// One chunk of the bound's sweep under several reverse variances, from one model call.
+pub struct TermTensors {
+    /// Each asked variance with its terms [n], in nats per image.
+    pub terms: Vec<(VarianceChoice, Tensor<1>)>,
+    /// L_simple's ||eps - eps_theta||^2 per pixel, [n].
+    pub simple: Tensor<1>,
+    /// With a variance channel: where Sigma_theta lies between beta_tilde (0) and beta (1) per
+    /// pixel, [n, 1, 28, 28].
+    pub interpolation: Option<Tensor<4>>,
+}
+
+/// [`elbo_terms`] under each of `variances` (the learned one only if the model has a variance
+/// channel: asked without one, it is left out).
+#[allow(clippy::too_many_arguments)]
+pub fn elbo_terms_by_variance(
+    model: &UNet,
+    s: &NoiseSchedule,
+    variances: &[VarianceChoice],
+    x0: &[f32],
+    idx: &[usize],
+    seed: u64,
+    class: usize,
+    device: &Device,
+) -> TermTensors {
     let (_, noise, batch) = noised_batch(s, x0, idx, seed, device);
-    let eps = model_eps(model, batch.x_t.clone(), idx, class, device);
+    let n = idx.len();
+    let t = Tensor::<1>::from_data(TensorData::new(idx.iter().map(|&i| (i + 1) as f32).collect::<Vec<_>>(), [n]), device);
+    let c = Tensor::<1, Int>::from_data(TensorData::new(vec![class as i64; n], [n]), device);
+    let (eps, raw) = model.forward_with_variance(batch.x_t.clone(), model.time_embedding(t) + model.class_embedding(c, n));
     let simple = sum_pixels((eps.clone() - noise).powi_scalar(2)).div_scalar(PIXELS as f64);
-    (batch.terms(s, eps, variance), simple)
+    let terms = variances
+        .iter()
+        .filter_map(|&choice| {
+            let variance = match (choice.fixed(), &raw) {
+                (Some(kind), _) => ReverseVariance::Fixed(kind),
+                (None, Some(raw)) => ReverseVariance::Learned(raw.clone()),
+                (None, None) => return None,
+            };
+            Some((choice, batch.terms_with(s, eps.clone(), variance)))
+        })
+        .collect();
+    TermTensors { terms, simple, interpolation: raw.map(interpolation) }
+}
+
+/// Where the learned variance lies between beta_tilde_t (0) and beta_t (1) at each t of a chunk:
+/// the mean over the image's pixels and the 10th and 90th percentiles.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct InterpolationProfile {
+    pub mean: Vec<f64>,
+    pub low: Vec<f64>,
+    pub high: Vec<f64>,
+}
+
+impl InterpolationProfile {
+    /// From the per-pixel fractions of `n` images ([n * 784] values, image by image).
+    pub fn of(values: &[f32], n: usize) -> Self {
+        let mut profile = Self { mean: Vec::with_capacity(n), low: Vec::with_capacity(n), high: Vec::with_capacity(n) };
+        for image in values.chunks(values.len() / n.max(1)).take(n) {
+            let mut sorted: Vec<f64> = image.iter().map(|v| *v as f64).collect();
+            sorted.sort_by(f64::total_cmp);
+            let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize];
+            profile.mean.push(sorted.iter().sum::<f64>() / sorted.len() as f64);
+            profile.low.push(at(0.1));
+            profile.high.push(at(0.9));
+        }
+        profile
+    }
 }
 
 /// L_T for one image in nats ([1]); needs no model.
@@ -203,6 +271,27 @@ pub fn elbo_summary(term_nats: &[f64], prior_nats: f64, simple: &[f64]) -> ElboS
         decoder_bits: bits.first().copied().unwrap_or(f64::NAN),
         diffusion_bits: sum - bits.first().copied().unwrap_or(0.0),
         simple: simple.iter().sum::<f64>() / simple.len().max(1) as f64,
+    }
+}
+
+/// A sweep's (or a chunk's) terms under one reverse variance, in nats per image.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct VarianceTerms {
+    pub variance: VarianceChoice,
+    pub nats: Vec<f64>,
+}
+
+/// An image's bound under one reverse variance, in bits/dim.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct VarianceBound {
+    pub variance: VarianceChoice,
+    pub total_bits: f64,
+}
+
+impl VarianceBound {
+    /// L_T + every term of the sweep, as [`elbo_summary`] sums them.
+    pub fn of(terms: &VarianceTerms, prior_nats: f64) -> Self {
+        Self { variance: terms.variance, total_bits: elbo_summary(&terms.nats, prior_nats, &[]).total_bits }
     }
 }
 

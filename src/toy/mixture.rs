@@ -7,6 +7,7 @@
 //! Under q(x_t | x_0) = N(sqrt(a) x_0, (1 - a) I) (a = alpha_bar_t), a component N(mu, s^2 I) of
 //! the data becomes N(sqrt(a) mu, (a s^2 + 1 - a) I), so q_t is again a mixture.
 
+use crate::diffusion::variance::VarianceChoice;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::diffusion::noise::NoiseSource;
@@ -366,7 +367,7 @@ impl PathsFixture {
         let starts = normal_points(Self::POINTS, &mut NoiseSource::new(99));
         let mut methods = Vec::new();
         for method in [
-            Method::Ddpm { variance: crate::diffusion::schedule::VarianceKind::Beta },
+            Method::Ddpm { variance: VarianceChoice::Beta },
             Method::Ddim { steps: 1000, eta: 0.0 },
             Method::DpmSolver2M { steps: 10 },
         ] {

@@ -199,7 +199,8 @@ pub fn draw_chart(canvas: &OffscreenCanvas, chart: &Chart) -> Result<(), String>
     // Legend under the axis, wrapping to a new line when an entry would not fit.
     ctx.set_text_align("left");
     let (mut x, mut y) = (frame.left, frame.top + frame.height + 44.0);
-    for s in &chart.series {
+    // A series without a name shares the legend entry before it (a band's second edge).
+    for s in chart.series.iter().filter(|s| !s.name.is_empty()) {
         let width = 24.0 + ctx.measure_text(&s.name).map(|m| m.width()).unwrap_or(80.0);
         if x > frame.left && x + width > w {
             x = frame.left;

@@ -14,7 +14,7 @@ use super::session::{Session, read_f32};
 use crate::app::controls::{ExplainerQuery, Limits};
 use crate::diffusion::elbo::bits_per_dim;
 use crate::explain::compute::{
-    ElboSummary, ExampleDigit, elbo_summary, elbo_terms, elbo_weighting, forward_sample, l2_distance, log_spaced_indices, loss_weights,
+    ElboSummary, ExampleDigit, InterpolationProfile, VarianceBound, VarianceTerms, elbo_summary, elbo_terms_by_variance, elbo_weighting, forward_sample, l2_distance, log_spaced_indices, loss_weights,
     max_abs_diff, parse_example_digits, prior_term, rmse, running_sum, schedule_curves, signed_for_display, step_views, tweedie_error,
 };
 use crate::nets::unet::{NULL_CLASS, PIXELS};
@@ -23,6 +23,7 @@ use crate::app::protocol::{BackendInfo, WeightFiles};
 use crate::diffusion::noise::NoiseSource;
 use crate::diffusion::schedule::{NoiseSchedule, ScheduleKind, VarianceKind};
 use crate::diffusion::solver::Method;
+use crate::diffusion::variance::VarianceChoice;
 use crate::app::weights::StepsTable;
 use crate::toy::mixture::{MarginalCheck, Mixture2d, check_marginals, field_points, mean_distance, normal_points, points_at};
 
@@ -50,8 +51,17 @@ pub enum ExplainerRequest {
     ElboPrior { x0: Vec<f32> },
     /// L_{t-1} for t - 1 in `first .. first + count` (index 0 is L_0), for image `x0`, noise `seed`.
     ElboTerms { x0: Vec<f32>, seed: u32, first: usize, count: usize },
-    /// The finished sweep's totals and charts.
-    ElboSummary { term_nats: Vec<f64>, simple: Vec<f64>, prior_nats: f64 },
+    /// The finished sweep's totals and charts: `term_nats` under the model's own variance,
+    /// `alternatives` under the others, `learned` the variance channel's profile over t.
+    ElboSummary {
+        term_nats: Vec<f64>,
+        simple: Vec<f64>,
+        prior_nats: f64,
+        #[serde(default)]
+        alternatives: Vec<VarianceTerms>,
+        #[serde(default)]
+        learned: Option<InterpolationProfile>,
+    },
     /// Section 6: the reverse SDE and the probability-flow ODE on the 2-D mixture, drawn at t
     /// (the paths are computed once per seed).
     Paths { t: usize, seed: u32 },
@@ -127,8 +137,11 @@ pub enum ExplainerReply {
     Views { values: ViewValues },
     Score { t: Vec<f64>, rmse: Vec<f64>, toy_max_diff: f64 },
     ElboPrior { nats: f64 },
-    ElboTerms { first: usize, nats: Vec<f64>, simple: Vec<f64> },
-    ElboSummary { summary: ElboSummary },
+    /// `nats` under the model's own variance (the sampler's), `alternatives` under the other
+    /// reverse variances the model offers; `learned` where its variance channel lies.
+    ElboTerms { first: usize, nats: Vec<f64>, simple: Vec<f64>, alternatives: Vec<VarianceTerms>, learned: Option<InterpolationProfile> },
+    /// `bounds`: the image's bound under every variance of the sweep, the model's own first.
+    ElboSummary { summary: ElboSummary, bounds: Vec<VarianceBound> },
     /// The two clouds at t against q_t, and (per seed) DDIM against DPM-Solver++ at few steps.
     Paths { check: MarginalCheck, solvers: Vec<SolverRow> },
     StepsChart { table: StepsTable },
@@ -179,7 +192,7 @@ async fn toy_run(m: &Mixture2d, schedule: &NoiseSchedule, seed: u32) -> Result<T
     let total = schedule.timesteps();
     let starts = normal_points(PATH_POINTS, &mut NoiseSource::new(seed as u64));
     let noise = || NoiseSource::new(seed as u64 + 1);
-    let sde = m.reverse_paths(Method::Ddpm { variance: VarianceKind::Beta }, schedule, &starts, &mut noise(), &device).await?;
+    let sde = m.reverse_paths(Method::Ddpm { variance: VarianceChoice::Beta }, schedule, &starts, &mut noise(), &device).await?;
     let ode = m.reverse_paths(Method::Ddim { steps: total, eta: 0.0 }, schedule, &starts, &mut noise(), &device).await?;
     let solution = points_at(&ode, usize::MAX);
     let mut solvers = Vec::new();
@@ -260,7 +273,7 @@ impl ExplainerWorker {
                 if x0.len() != PIXELS {
                     return Err(format!("an image has {PIXELS} pixels, not {}", x0.len()));
                 }
-                let (terms, simple) = {
+                let sweep = {
                     let state = self.state.borrow();
                     let s = &state.as_ref().unwrap().session;
                     let total = s.config.timesteps;
@@ -268,13 +281,26 @@ impl ExplainerWorker {
                         return Err(format!("terms {first}..{} are not in 0..{total}", first + count));
                     }
                     let idx: Vec<usize> = (first..first + count).collect();
-                    elbo_terms(&s.unet, &s.schedule, s.config.variance, &x0, &idx, seed as u64, NULL_CLASS, &s.backend.device)
+                    // The model's own variance first, then the others it offers.
+                    let own = VarianceChoice::from(s.config.variance);
+                    let choices: Vec<VarianceChoice> = std::iter::once(own).chain(VarianceChoice::ALL.into_iter().filter(|c| *c != own)).collect();
+                    elbo_terms_by_variance(&s.unet, &s.schedule, &choices, &x0, &idx, seed as u64, NULL_CLASS, &s.backend.device)
                 };
-                let nats = read_f32(terms).await?.iter().map(|v| *v as f64).collect();
-                let simple = read_f32(simple).await?.iter().map(|v| *v as f64).collect();
-                Ok(ExplainerReply::ElboTerms { first, nats, simple })
+                let mut terms = Vec::new();
+                for (variance, nats) in sweep.terms {
+                    terms.push(VarianceTerms { variance, nats: read_f32(nats).await?.iter().map(|v| *v as f64).collect() });
+                }
+                let simple = read_f32(sweep.simple).await?.iter().map(|v| *v as f64).collect();
+                let learned = match sweep.interpolation {
+                    Some(v) => Some(InterpolationProfile::of(&read_f32(v).await?, count)),
+                    None => None,
+                };
+                let nats = terms.remove(0).nats;
+                Ok(ExplainerReply::ElboTerms { first, nats, simple, alternatives: terms, learned })
             }
-            ExplainerRequest::ElboSummary { term_nats, simple, prior_nats } => self.elbo_summary(&term_nats, &simple, prior_nats),
+            ExplainerRequest::ElboSummary { term_nats, simple, prior_nats, alternatives, learned } => {
+                self.elbo_summary(&term_nats, &simple, prior_nats, &alternatives, learned.as_ref())
+            }
             ExplainerRequest::Paths { t, seed } => self.paths(t, seed).await,
             ExplainerRequest::StepsChart => self.steps_chart(),
         }
@@ -440,13 +466,25 @@ impl ExplainerWorker {
         Ok(ExplainerReply::StepsChart { table })
     }
 
-    fn elbo_summary(&self, term_nats: &[f64], simple: &[f64], prior_nats: f64) -> Result<ExplainerReply, String> {
+    fn elbo_summary(
+        &self,
+        term_nats: &[f64],
+        simple: &[f64],
+        prior_nats: f64,
+        alternatives: &[VarianceTerms],
+        learned: Option<&InterpolationProfile>,
+    ) -> Result<ExplainerReply, String> {
         let state = self.state.borrow();
         let s = &state.as_ref().unwrap().session;
         let total = s.config.timesteps;
-        if term_nats.len() != total || simple.len() != total || term_nats.iter().chain(simple).any(|v| !v.is_finite()) {
+        let complete = |v: &[f64]| v.len() == total && v.iter().all(|x| x.is_finite());
+        let profile_complete = learned.is_none_or(|p| complete(&p.mean) && complete(&p.low) && complete(&p.high));
+        if !complete(term_nats) || !complete(simple) || !alternatives.iter().all(|a| complete(&a.nats)) || !profile_complete {
             return Err(format!("an ELBO sweep has {total} finite terms"));
         }
+        let own = VarianceTerms { variance: s.config.variance.into(), nats: term_nats.to_vec() };
+        let bounds: Vec<VarianceBound> = std::iter::once(&own).chain(alternatives).map(|terms| VarianceBound::of(terms, prior_nats)).collect();
+        self.draw_learned_variance(learned, total)?;
         let summary = elbo_summary(term_nats, prior_nats, simple);
         let bits: Vec<f64> = term_nats.iter().map(|n| bits_per_dim(*n, PIXELS)).collect();
         let points = |v: &[f64]| v.iter().enumerate().map(|(k, y)| ((k + 1) as f64, *y)).collect::<Vec<_>>();
@@ -465,6 +503,26 @@ impl ExplainerWorker {
         ];
         let y = Axis::fit("", series.iter().flat_map(|s| s.points.iter().map(|p| p.1)), Scale::Log);
         draw_chart(&self.canvas("weights-chart")?, &Chart { title: "L_simple against the ELBO's weighting".into(), x: t_axis, y, series, marker: None })?;
-        Ok(ExplainerReply::ElboSummary { summary })
+        Ok(ExplainerReply::ElboSummary { summary, bounds })
+    }
+
+    /// Where the learned variance lies between beta_tilde_t and beta_t over t (or, for weights
+    /// without a variance channel, the two fixed choices alone).
+    fn draw_learned_variance(&self, learned: Option<&InterpolationProfile>, total: usize) -> Result<(), String> {
+        let flat = |name: &str, color: &str, y: f64| Series { name: name.into(), color: color.into(), points: vec![(1.0, y), (total as f64, y)] };
+        let mut series = vec![flat("σ² = β̃ₜ (v = 0)", "#888", 0.0), flat("σ² = βₜ (v = 1)", "#444", 1.0)];
+        let title = match learned {
+            Some(p) => {
+                let points = |v: &[f64]| v.iter().enumerate().map(|(k, y)| ((k + 1) as f64, *y)).collect::<Vec<_>>();
+                series.push(Series { name: "learned v, mean over pixels".into(), color: COLORS[0].into(), points: points(&p.mean) });
+                series.push(Series { name: "10th / 90th percentile".into(), color: COLORS[2].into(), points: points(&p.low) });
+                series.push(Series { name: String::new(), color: COLORS[2].into(), points: points(&p.high) });
+                "Learned Σ_θ = exp(v log βₜ + (1 − v) log β̃ₜ): v over t"
+            }
+            None => "These weights have no variance channel: β̃ₜ and βₜ only",
+        };
+        let y = Axis::fit("v", series.iter().flat_map(|s| s.points.iter().map(|p| p.1)), Scale::Linear);
+        let x = Axis::new("t", 1.0, total as f64, Scale::Log);
+        draw_chart(&self.canvas("variance-chart")?, &Chart { title: title.into(), x, y, series, marker: None })
     }
 }

@@ -169,6 +169,9 @@ impl SamplerWorker {
         if guide_every_step {
             settings.guidance_interval = None;
         }
+        if settings.method.needs_learned_variance() && !state.session.unet.has_learned_variance() {
+            return Err("these weights have no variance channel: choose another sampler".into());
+        }
         let sampler = Sampler::new(settings, &state.session.schedule, &state.session.backend.device);
         let labels = sampler.labels().iter().map(|&l| (l != NULL_CLASS).then_some(l)).collect();
         let total = sampler.total_steps();

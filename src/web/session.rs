@@ -10,7 +10,7 @@ use crate::app::config::DdpmConfig;
 use crate::nets::unet::UNet;
 use crate::app::protocol::{BackendPreference, WeightFiles};
 use crate::diffusion::schedule::NoiseSchedule;
-use crate::app::weights::{CLASSIFIER_FILE, Manifest, UNET_FILE, load_module, load_unet, verify};
+use crate::app::weights::{CLASSIFIER_FILE, Manifest, UNET_FILE, VARIANCE_FILE, load_module, load_unet, load_variance_head, verify};
 
 pub struct Session {
     pub backend: Backend,
@@ -26,7 +26,13 @@ impl Session {
         let backend = init_backend(preference).await;
         let manifest = Manifest::parse(&files.manifest).map_err(|e| e.to_string())?;
         let entry = manifest.file(UNET_FILE).map_err(|e| e.to_string())?;
-        let unet = load_unet(&manifest.config, entry, files.unet.into_vec(), &backend.device).map_err(|e| e.to_string())?;
+        let mut unet = load_unet(&manifest.config, entry, files.unet.into_vec(), &backend.device).map_err(|e| e.to_string())?;
+        // The variance channel is optional for the weights, not for a page given a manifest that lists it.
+        if let Ok(entry) = manifest.file(VARIANCE_FILE) {
+            let bytes = files.variance.ok_or_else(|| format!("{VARIANCE_FILE} is listed in the manifest but was not downloaded"))?;
+            let head = load_variance_head(&manifest.config, entry, bytes.into_vec(), &backend.device).map_err(|e| e.to_string())?;
+            unet = unet.with_variance_head(head);
+        }
         let entry = manifest.file(CLASSIFIER_FILE).map_err(|e| e.to_string())?;
         let bytes = files.classifier.into_vec();
         verify(entry, &bytes).map_err(|e| e.to_string())?;

@@ -3,6 +3,7 @@
 //! can show progress and stop, and draws the loss, the learned and exact score fields and the
 //! model's samples into the canvases the page handed over.
 
+use crate::diffusion::variance::VarianceChoice;
 use std::cell::RefCell;
 
 use burn::tensor::Tensor;
@@ -239,7 +240,7 @@ impl TrainerWorker {
         if !cached {
             let starts = normal_points(PATH_POINTS, &mut NoiseSource::new(seed as u64));
             let noise = || NoiseSource::new(seed as u64 + 1);
-            let sde = model.paths(Method::Ddpm { variance: VarianceKind::Beta }, &schedule, &starts, &mut noise(), device).await?;
+            let sde = model.paths(Method::Ddpm { variance: VarianceChoice::Beta }, &schedule, &starts, &mut noise(), device).await?;
             let ode = model.paths(Method::Ddim { steps: total, eta: 0.0 }, &schedule, &starts, &mut noise(), device).await?;
             self.run.borrow_mut().as_mut().ok_or("no model has been trained")?.paths = Some((step, seed, sde, ode));
         }

@@ -8,8 +8,8 @@ use std::path::Path;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use ddpm_web::nets::classifier::Classifier;
-use ddpm_web::nets::unet::UNet;
-use ddpm_web::app::weights::{CLASSIFIER_FILE, MANIFEST, Manifest, UNET_FILE, load_module, verify};
+use ddpm_web::nets::unet::{UNet, VarianceHead};
+use ddpm_web::app::weights::{CLASSIFIER_FILE, MANIFEST, Manifest, UNET_FILE, VARIANCE_FILE, load_module, verify};
 
 pub fn dev() -> Device {
     Device::flex()
@@ -41,11 +41,15 @@ pub fn shipped_bytes(m: &Manifest, name: &str) -> Vec<u8> {
     data
 }
 
-/// The shipped manifest, U-Net and classifier on the CPU.
+/// The shipped manifest, U-Net (with its variance channel, when one is shipped) and classifier on the CPU.
 pub fn shipped_models() -> (Manifest, UNet, Classifier) {
     let m = shipped_manifest();
-    let unet = load_module(UNet::new(&m.config.model, &dev()), shipped_bytes(&m, UNET_FILE)).unwrap();
-    let classifier = load_module(Classifier::new(&dev()), shipped_bytes(&m, CLASSIFIER_FILE)).unwrap();
+    let mut unet = load_module(UNet::new(&m.config.model, &dev()), shipped_bytes(&m, UNET_FILE)).unwrap();
+    // The manifest counts the eps network's parameters.
     assert_eq!(unet.num_params(), m.parameters);
+    if m.file(VARIANCE_FILE).is_ok() {
+        unet = unet.with_variance_head(load_module(VarianceHead::new(&m.config.model, &dev()), shipped_bytes(&m, VARIANCE_FILE)).unwrap());
+    }
+    let classifier = load_module(Classifier::new(&dev()), shipped_bytes(&m, CLASSIFIER_FILE)).unwrap();
     (m, unet, classifier)
 }

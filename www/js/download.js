@@ -49,16 +49,19 @@ export async function loadAssets(report) {
   try { manifest = JSON.parse(manifestText); } catch (e) { throw new Error(`manifest.json is malformed: ${e.message}`); }
   const size = (name) => (manifest.files || []).find((f) => f.name === name)?.bytes || 0;
   const parts = { wasm: [0, 0], unet: [0, size("unet.bpk")], classifier: [0, size("classifier.bpk")] };
+  // The U-Net's variance channel, a few kilobytes, comes too when the manifest lists it.
+  const listsVariance = (manifest.files || []).some((f) => f.name === "variance.bpk");
   const update = (key) => (received, total) => {
     parts[key] = [received, total || parts[key][1]];
     report(parts);
   };
-  const [wasmBytes, unet, classifier] = await Promise.all([
+  const [wasmBytes, unet, classifier, variance] = await Promise.all([
     fetchBytes(new URL(build.wasm, import.meta.url).href, update("wasm")),
     fetchBytes(`${base}/unet.bpk`, update("unet")),
     fetchBytes(`${base}/classifier.bpk`, update("classifier")),
+    listsVariance ? fetchBytes(`${base}/variance.bpk`, () => {}) : null,
   ]);
   // Compiled once, off the main thread (the async API), and shared with every worker.
   const module = await WebAssembly.compile(wasmBytes);
-  return { wasm: { module, glue: build.glue }, files: { manifest: manifestText, unet, classifier } };
+  return { wasm: { module, glue: build.glue }, files: { manifest: manifestText, unet, classifier, variance } };
 }

@@ -48,7 +48,9 @@ function setMath(element, text) {
   element.replaceChildren(...nodes);
 }
 
-const CANVASES = ["x0", "xt-forward", "alpha-chart", "snr-chart", "elbo-chart", "weights-chart", "v-xt", "v-eps", "v-x0",
+// How the page names each reverse variance (the worker's `VarianceChoice`).
+const VARIANCE_LABELS = { beta: "σ² = β", beta_tilde: "σ² = β̃", learned: "learned Σ_θ" };
+const CANVASES = ["x0", "xt-forward", "alpha-chart", "snr-chart", "elbo-chart", "weights-chart", "variance-chart", "v-xt", "v-eps", "v-x0",
   "v-score", "v-posterior", "v-model", "tweedie-chart", "toy-formula", "toy-exact", "paths-sde", "paths-ode", "steps-chart"];
 let lead = null;        // draws and computes the per-t sections
 let sweepers = [];      // compute ELBO chunks (the lead among them)
@@ -140,6 +142,9 @@ async function runElbo(newNoise) {
   const drawSeed = newNoise ? Math.max(seed(), ...draws.map((d) => d.seed)) + 1 : seed();
   const total = info.timesteps;
   const termNats = new Array(total).fill(NaN), simple = new Array(total).fill(NaN);
+  // The terms under the other reverse variances (β̃, the learned one), and where the learned lies.
+  const alternatives = new Map();
+  let learned = null;
   let next = 0, done = 0;
   const start = performance.now();
   const priorPromise = lead.request({ type: "elbo_prior", x0: image });
@@ -152,6 +157,14 @@ async function runElbo(newNoise) {
       if (mine !== elboGeneration) return;
       r.nats.forEach((v, k) => { termNats[first + k] = v; });
       r.simple.forEach((v, k) => { simple[first + k] = v; });
+      for (const a of r.alternatives) {
+        if (!alternatives.has(a.variance)) alternatives.set(a.variance, new Array(total).fill(NaN));
+        a.nats.forEach((v, k) => { alternatives.get(a.variance)[first + k] = v; });
+      }
+      if (r.learned) {
+        learned ??= { mean: new Array(total).fill(NaN), low: new Array(total).fill(NaN), high: new Array(total).fill(NaN) };
+        for (const key of ["mean", "low", "high"]) r.learned[key].forEach((v, k) => { learned[key][first + k] = v; });
+      }
       done += count;
       $("elbo-progress").value = done;
       $("elbo-status").textContent = `${done} of ${total} terms (${((performance.now() - start) / 1000).toFixed(1)} s, ${sweepers.length} worker${sweepers.length === 1 ? "" : "s"})`;
@@ -161,9 +174,17 @@ async function runElbo(newNoise) {
   const prior = await priorPromise;
   if (mine !== elboGeneration) return;
   results.elboSeconds = (performance.now() - start) / 1000;
-  const { summary: s } = await lead.request({ type: "elbo_summary", term_nats: termNats, simple, prior_nats: prior.nats });
+  const { summary: s, bounds } = await lead.request({
+    type: "elbo_summary", term_nats: termNats, simple, prior_nats: prior.nats,
+    alternatives: [...alternatives].map(([variance, nats]) => ({ variance, nats })), learned,
+  });
   if (mine !== elboGeneration) return;
   results.elbo = s;
+  results.elboBounds = bounds;
+  setMath($("elbo-variances"), "The same draw under each reverse variance: "
+    + bounds.map((b) => `${VARIANCE_LABELS[b.variance]} ${fmt(b.total_bits)}`).join(", ") + " bits/dim"
+    + (bounds.some((b) => b.variance === "learned") ? "." : " (these weights have no variance channel)."));
+  $("variance-chart").setAttribute("aria-label", `Where the learned variance lies between β̃ and β over t; bounds ${bounds.map((b) => `${VARIANCE_LABELS[b.variance]} ${fmt(b.total_bits)}`).join(", ")} bits/dim`);
   const again = draws.findIndex((d) => d.seed === drawSeed);
   if (again >= 0) draws[again] = { seed: drawSeed, bits: s.total_bits };
   else draws.push({ seed: drawSeed, bits: s.total_bits });

@@ -202,7 +202,7 @@ async function run() {
   setState("sampling");
   showMessage("Sampling…");
   const d = $("digit").value;
-  runLabel = `digit${d}-${controls.sampler === "ddpm" ? "ddpm" : `${controls.sampler}${controls.steps}`}-w${controls.guidance}-seed${controls.seed}`;
+  runLabel = `digit${d}-${controls.sampler.startsWith("ddpm") ? controls.sampler : `${controls.sampler}${controls.steps}`}-w${controls.guidance}-seed${controls.seed}`;
   let kept = 0;
   try {
     const began = await pool.begin(controls);
