@@ -2,12 +2,12 @@
 //! (`Limits`), the URL and the form are read by the same parser, bad values get bounded messages
 //! and keep their defaults, and every message survives serialisation.
 
-use ddpm_web::diffusion::variance::VarianceChoice;
 use ddpm_web::app::controls::{Controls, ECHO_CHARS, Limits, SamplerKind, View, echo};
 use ddpm_web::app::protocol::{BackendInfo, BackendKind, BackendPreference, ParsedQuery, SamplerReply, SamplerRequest};
 use ddpm_web::app::config::DdpmConfig;
 use ddpm_web::diffusion::sampling::{ClassChoice, GuidanceInterval, Method};
 use ddpm_web::diffusion::schedule::VarianceKind;
+use ddpm_web::diffusion::variance::VarianceChoice;
 
 fn pairs(query: &str) -> Vec<(String, String)> {
     query.split('&').filter(|p| !p.is_empty()).map(|p| {

@@ -1,7 +1,6 @@
 //! The U-Net's shape, size and determinism, the weights round trip, and the sampling loop.
 #![cfg(not(target_family = "wasm"))]
 
-use ddpm_web::diffusion::variance::VarianceChoice;
 use burn::module::Module;
 use burn::tensor::{Int, Tensor, TensorData};
 use ddpm_web::app::config::DdpmConfig;
@@ -10,6 +9,7 @@ use ddpm_web::diffusion::noise::NoiseSource;
 use ddpm_web::diffusion::sampling::{ClassChoice, GuidanceInterval, Method, SampleSettings, Sampler};
 use ddpm_web::diffusion::schedule::VarianceKind;
 use ddpm_web::app::weights::{FileEntry, encode_module, load_module, load_unet, sha256_hex};
+use ddpm_web::diffusion::variance::VarianceChoice;
 
 mod common;
 use common::{dev, read};

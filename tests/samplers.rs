@@ -3,7 +3,6 @@
 
 mod common;
 
-use ddpm_web::diffusion::variance::VarianceChoice;
 use burn::tensor::Tensor;
 use futures_lite::future::block_on;
 use common::{dev, max_abs_diff, read};
@@ -13,6 +12,7 @@ use ddpm_web::diffusion::noise::NoiseSource;
 use ddpm_web::diffusion::schedule::{NoiseSchedule, ScheduleKind, VarianceKind};
 use ddpm_web::diffusion::solver::{Method, ReverseSolver};
 use ddpm_web::toy::mixture::{Mixture2d, mean_distance, normal_points};
+use ddpm_web::diffusion::variance::VarianceChoice;
 
 fn linear() -> NoiseSchedule {
     NoiseSchedule::new(ScheduleKind::Linear { beta_start: 1e-4, beta_end: 0.02 }, 1000)

@@ -204,14 +204,14 @@ fn ddpm_with_the_learned_variance_steps_with_sigma_theta() {
     for i in [1usize, 30, 700] {
         // v = 1 and v = 0 are the fixed choices' steps.
         for (raw, kind) in [(1.0f32, VarianceKind::Beta), (-1.0, VarianceKind::BetaTilde)] {
-            let learned = ddpm_step_learned(&s, x_t.clone(), i, eps.clone(), x_t.ones_like().mul_scalar(raw), true, Some(z.clone()));
+            let learned = ddpm_step_learned(&s, x_t.clone(), i, eps.clone(), learned_log_variance(&s, &[i, i], x_t.ones_like().mul_scalar(raw)), true, Some(z.clone()));
             let fixed = ddpm_step(&s, x_t.clone(), i, eps.clone(), kind, true, Some(z.clone()));
             assert!(close(learned.x_prev, fixed.x_prev) < 1e-6, "t = {}, v = {}", i + 1, (raw + 1.0) / 2.0);
         }
         // In between, each pixel's noise is scaled by its own sigma.
         let raw = tensor((0..32).map(|k| k as f32 / 16.0 - 1.0).collect(), [2, 1, 4, 4], &dev());
         let mean = ddpm_step(&s, x_t.clone(), i, eps.clone(), VarianceKind::Beta, true, None).x_prev;
-        let stepped = ddpm_step_learned(&s, x_t.clone(), i, eps.clone(), raw.clone(), true, Some(z.clone())).x_prev;
+        let stepped = ddpm_step_learned(&s, x_t.clone(), i, eps.clone(), learned_log_variance(&s, &[i, i], raw.clone()), true, Some(z.clone())).x_prev;
         let (mean, stepped, z, raw) = (read(mean), read(stepped), read(z.clone()), read(raw));
         for p in 0..32 {
             let v = (raw[p] as f64 + 1.0) / 2.0;

@@ -9,7 +9,6 @@
 use burn::tensor::{Tensor, TensorData};
 
 use crate::diffusion::schedule::{NoiseSchedule, VarianceKind};
-use crate::diffusion::variance::learned_log_variance;
 
 /// Multiply each sample of `x` ([n, c, h, w]) by its own coefficient.
 pub fn scale(x: Tensor<4>, coef: &[f64]) -> Tensor<4> {
@@ -121,21 +120,20 @@ pub fn ddpm_step(
     StepOutput { x_prev, x0_pred }
 }
 
-/// [`ddpm_step`] with the network's own variance: sigma_t = exp(log Sigma_theta / 2) per pixel, from
-/// the variance channel's raw output (Improved DDPM, Eq. 15; see `crate::diffusion::variance`).
+/// [`ddpm_step`] with a variance per pixel: sigma_t = exp(log_variance / 2), e.g. the network's
+/// own Sigma_theta (Improved DDPM, Eq. 15; `crate::diffusion::variance::learned_log_variance`).
 pub fn ddpm_step_learned(
     s: &NoiseSchedule,
     x_t: Tensor<4>,
     i: usize,
     eps: Tensor<4>,
-    raw_variance: Tensor<4>,
+    log_variance: Tensor<4>,
     clip_x0: bool,
     noise: Option<Tensor<4>>,
 ) -> StepOutput {
-    let n = x_t.dims()[0];
     let (mean, x0_pred) = ddpm_mean(s, x_t, i, eps, clip_x0);
     let x_prev = match noise {
-        Some(z) if i > 0 => mean + z * learned_log_variance(s, &vec![i; n], raw_variance).mul_scalar(0.5).exp(),
+        Some(z) if i > 0 => mean + z * log_variance.mul_scalar(0.5).exp(),
         _ => mean,
     };
     StepOutput { x_prev, x0_pred }

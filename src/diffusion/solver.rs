@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::diffusion::process::{StepOutput, ddim_step, ddpm_step, ddpm_step_learned, dpm_solver_2m_step};
 use crate::diffusion::schedule::NoiseSchedule;
-use crate::diffusion::variance::VarianceChoice;
+use crate::diffusion::variance::{VarianceChoice, learned_log_variance};
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -108,7 +108,10 @@ impl ReverseSolver {
         let out = match self.method {
             Method::Ddpm { variance } => match (variance.fixed(), raw_variance) {
                 (Some(kind), _) => ddpm_step(s, x_t, i, eps, kind, clip_x0, z),
-                (None, Some(raw)) => ddpm_step_learned(s, x_t, i, eps, raw, clip_x0, z),
+                (None, Some(raw)) => {
+                    let n = x_t.dims()[0];
+                    ddpm_step_learned(s, x_t, i, eps, learned_log_variance(s, &vec![i; n], raw), clip_x0, z)
+                }
                 (None, None) => panic!("DDPM with the learned variance needs the network's variance channel"),
             },
             Method::Ddim { eta, .. } => ddim_step(s, x_t, i, i_prev, eps, eta, clip_x0, z),

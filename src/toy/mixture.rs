@@ -7,12 +7,12 @@
 //! Under q(x_t | x_0) = N(sqrt(a) x_0, (1 - a) I) (a = alpha_bar_t), a component N(mu, s^2 I) of
 //! the data becomes N(sqrt(a) mu, (a s^2 + 1 - a) I), so q_t is again a mixture.
 
-use crate::diffusion::variance::VarianceChoice;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::diffusion::noise::NoiseSource;
 use crate::diffusion::schedule::NoiseSchedule;
 use crate::diffusion::solver::{Method, ReverseSolver};
+use crate::diffusion::variance::VarianceChoice;
 
 /// An isotropic 2-D Gaussian mixture: weights, means, standard deviations.
 #[derive(Debug, Clone)]

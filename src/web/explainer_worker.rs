@@ -21,7 +21,7 @@ use crate::nets::unet::{NULL_CLASS, PIXELS};
 use crate::explain::plot::{Axis, Chart, Scale, Series};
 use crate::app::protocol::{BackendInfo, WeightFiles};
 use crate::diffusion::noise::NoiseSource;
-use crate::diffusion::schedule::{NoiseSchedule, ScheduleKind, VarianceKind};
+use crate::diffusion::schedule::{NoiseSchedule, ScheduleKind};
 use crate::diffusion::solver::Method;
 use crate::diffusion::variance::VarianceChoice;
 use crate::app::weights::StepsTable;

@@ -3,7 +3,6 @@
 //! can show progress and stop, and draws the loss, the learned and exact score fields and the
 //! model's samples into the canvases the page handed over.
 
-use crate::diffusion::variance::VarianceChoice;
 use std::cell::RefCell;
 
 use burn::tensor::Tensor;
@@ -19,12 +18,12 @@ use crate::explain::plot::{Axis, Chart, Scale, Series};
 use crate::app::protocol::{BackendInfo, BackendPreference};
 use crate::diffusion::schedule::{NoiseSchedule, ScheduleKind};
 use crate::diffusion::noise::NoiseSource;
-use crate::diffusion::schedule::VarianceKind;
 use crate::diffusion::solver::Method;
 use crate::toy::mixture::{EXTENT, MarginalCheck, check_marginals, field_points, normal_points, points_at};
 use crate::toy::flow::straight_time;
 use crate::toy::train::{DRAWN_POINTS, FitCheck, StepsFit, ToyObjective, ToySettings, ToyTarget, ToyTrainer, check_fit, fit_by_steps};
 use crate::nets::mlp::ToyDenoiser;
+use crate::diffusion::variance::VarianceChoice;
 
 const COLORS: [&str; 5] = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#b35900"];
 /// Steps one `Train` request may ask for: a chunk is short, so Stop and the page's progress

@@ -24,6 +24,14 @@ await test("explainer_sections_compute_and_follow_the_t_slider_on_the_cpu", () =
   assert(await page.evaluate(() => document.body.dataset.backend) === "cpu", "backend");
   const r = await page.evaluate(() => window.explainer.results);
   assert(r.elbo.total_bits > 0 && r.elbo.total_bits < 10, `NLL bound ${r.elbo.total_bits} bits/dim`);
+  // The bound under each reverse variance: the sampler's own (β) first and equal to the headline;
+  // the learned variance is the shipped channel's and, like β̃, below β for this digit.
+  const bound = Object.fromEntries(r.elboBounds.map((b) => [b.variance, b.total_bits]));
+  assert(r.elboBounds.map((b) => b.variance).join() === "beta,beta_tilde,learned", JSON.stringify(r.elboBounds));
+  assert(Math.abs(bound.beta - r.elbo.total_bits) < 1e-9, `β bound ${bound.beta} vs headline ${r.elbo.total_bits}`);
+  assert(bound.learned < bound.beta && bound.beta_tilde < bound.beta, JSON.stringify(bound));
+  const variances = await page.textContent("#elbo-variances");
+  assert(variances.includes("learned") && variances.includes(bound.learned.toFixed(4)), variances);
   assert(r.views.t === 200 && r.views.route_max_diff < 1e-5, `routes differ by ${r.views.route_max_diff}`);
   assert(r.views.tweedie_vs_predicted_x0 < 1e-4, `Tweedie vs x0: ${r.views.tweedie_vs_predicted_x0}`);
   assert(r.toyMaxDiff < 1e-8, `2-D fields differ by ${r.toyMaxDiff}`);
@@ -34,7 +42,7 @@ await test("explainer_sections_compute_and_follow_the_t_slider_on_the_cpu", () =
   assert(c.mean_separation > 0.3, `SDE and ODE points should differ: ${JSON.stringify(c)}`);
   assert(r.paths.solvers.length === 3 && r.paths.solvers.every((row) => row.dpm_solver < row.ddim), JSON.stringify(r.paths.solvers));
   assert(await page.evaluate(() => document.querySelector("#paths").dataset.state) === "ready", "section 6 state");
-  console.log(`  cpu: bound ${r.elbo.total_bits.toFixed(4)} bits/dim; routes ${r.views.route_max_diff.toExponential(2)}; Tweedie ${r.views.tweedie_vs_predicted_x0.toExponential(2)}`);
+  console.log(`  cpu: bound ${r.elbo.total_bits.toFixed(4)} bits/dim (β̃ ${bound.beta_tilde.toFixed(4)}, learned ${bound.learned.toFixed(4)}); routes ${r.views.route_max_diff.toExponential(2)}; Tweedie ${r.views.tweedie_vs_predicted_x0.toExponential(2)}`);
   await page.screenshot({ path: path.join(artifacts, "explainer-cpu.png"), fullPage: true });
   // Moving t recomputes sections 1, 3, 4 and 5.
   const before = await page.textContent("#step-values");

@@ -63,6 +63,12 @@ await test("samples_digit_7_with_dpm_solver_in_10_steps_on_the_cpu", async () =>
   await sampleSeven("cpu", "sampler=dpm2m&steps=10", "10");
 });
 
+// DDPM with the learned variance: all 1000 steps, each step's noise scaled by the variance
+// channel's sigma per pixel; the samples still read as the digit asked for.
+await test("samples_digit_7_with_ddpm_and_the_learned_variance_on_the_cpu", async () => {
+  await sampleSeven("cpu", "sampler=ddpm-learned&every=100", "1000");
+});
+
 await test("out_of_range_url_parameters_get_a_message_and_defaults", () => withPage(async (page) => {
   await page.goto(`${base}/?digit=12&count=5&seed=-3&backend=tpu`);
   await waitState(page, ["ready", "error"], 5 * 60 * 1000);
