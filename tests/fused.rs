@@ -71,13 +71,13 @@ fn the_shipped_unet_is_the_same_with_the_fused_path_on_and_off() {
     let (_, unet, _) = common::shipped_models();
     let mut rng = NoiseSource::new(8);
     let x = Tensor::<4>::from_data(TensorData::new(rng.normal(4 * 784), [4, 1, 28, 28]), &dev());
-    let t = Tensor::<1>::from_data(TensorData::new(vec![1.0f32, 50.0, 400.0, 1000.0], [4]), &dev());
+    let t = [1.0f32, 50.0, 400.0, 1000.0];
     let c = Tensor::<1, Int>::from_data(TensorData::new(vec![3i64, 7, NULL_CLASS as i64, 0], [4]), &dev());
     set_fused(false);
     assert!(!takes_fused_path(&dev()));
-    let plain = read(unet.forward(x.clone(), t.clone(), c.clone()));
+    let plain = read(unet.forward(x.clone(), &t, c.clone()));
     set_fused(true);
     assert!(takes_fused_path(&dev()));
-    let fused = read(unet.forward(x, t, c));
+    let fused = read(unet.forward(x, &t, c));
     common::tolerance::FUSED_KERNEL.check("the U-Net's eps", &fused, &plain).unwrap();
 }

@@ -7,19 +7,18 @@ use ddpm_web::app::config::DdpmConfig;
 use ddpm_web::nets::unet::{NULL_CLASS, NUM_DIGITS, PIXELS, UNet, UNetConfig};
 use ddpm_web::diffusion::noise::NoiseSource;
 use ddpm_web::diffusion::sampling::{ClassChoice, GuidanceInterval, Method, SampleSettings, Sampler};
-use ddpm_web::diffusion::schedule::VarianceKind;
 use ddpm_web::app::weights::{FileEntry, encode_module, load_module, load_unet, sha256_hex};
 use ddpm_web::diffusion::variance::VarianceChoice;
 
 mod common;
 use common::{dev, read};
 
-fn inputs(n: usize, seed: u64) -> (Tensor<4>, Tensor<1>, Tensor<1, Int>) {
+fn inputs(n: usize, seed: u64) -> (Tensor<4>, Vec<f32>, Tensor<1, Int>) {
     let mut rng = NoiseSource::new(seed);
     let x = rng.tensor([n, 1, 28, 28], &dev());
     let t: Vec<f32> = (0..n).map(|k| (1 + k * 997 / n.max(1)) as f32).collect();
     let c: Vec<i64> = (0..n).map(|k| (k % 11) as i64).collect();
-    (x, Tensor::from_data(TensorData::new(t, [n]), &dev()), Tensor::from_data(TensorData::new(c, [n]), &dev()))
+    (x, t, Tensor::from_data(TensorData::new(c, [n]), &dev()))
 }
 
 
@@ -57,7 +56,7 @@ fn output_shape_and_parameter_count() {
         let model = UNet::init_seeded(&cfg, 1, &dev());
         assert_eq!(model.num_params(), expected_params(&cfg), "{:?}", cfg.channels);
         let (x, t, c) = inputs(3, 0);
-        let eps = model.forward(x, t, c);
+        let eps = model.forward(x, &t, c);
         assert_eq!(eps.dims(), [3, 1, 28, 28]);
         assert!(read(eps).iter().all(|v| v.is_finite()));
     }
@@ -78,9 +77,9 @@ fn forward_flops_of_the_default_network() {
 fn a_seed_fixes_the_weights_and_the_output() {
     let cfg = UNetConfig::default();
     let (x, t, c) = inputs(2, 5);
-    let a = read(UNet::init_seeded(&cfg, 7, &dev()).forward(x.clone(), t.clone(), c.clone()));
-    let b = read(UNet::init_seeded(&cfg, 7, &dev()).forward(x.clone(), t.clone(), c.clone()));
-    let other = read(UNet::init_seeded(&cfg, 8, &dev()).forward(x, t, c));
+    let a = read(UNet::init_seeded(&cfg, 7, &dev()).forward(x.clone(), &t, c.clone()));
+    let b = read(UNet::init_seeded(&cfg, 7, &dev()).forward(x.clone(), &t, c.clone()));
+    let other = read(UNet::init_seeded(&cfg, 8, &dev()).forward(x, &t, c));
     assert_eq!(a, b);
     assert_ne!(a, other);
 }
@@ -93,7 +92,7 @@ fn time_and_class_change_the_prediction() {
     let run = |t: f32, c: i64| {
         read(model.forward(
             x.clone(),
-            Tensor::from_data(TensorData::new(vec![t], [1]), &dev()),
+            &[t],
             Tensor::from_data(TensorData::new(vec![c], [1]), &dev()),
         ))
     };
@@ -106,14 +105,14 @@ fn weights_round_trip_in_f32_exactly_and_in_f16_within_1e_3() {
     let cfg = UNetConfig::default();
     let model = UNet::init_seeded(&cfg, 11, &dev());
     let (x, t, c) = inputs(2, 9);
-    let want = read(model.forward(x.clone(), t.clone(), c.clone()));
+    let want = read(model.forward(x.clone(), &t, c.clone()));
     let f32_bytes = encode_module(model.clone(), false).unwrap();
     let loaded = load_module(UNet::new(&cfg, &dev()), f32_bytes).unwrap();
-    assert_eq!(read(loaded.forward(x.clone(), t.clone(), c.clone())), want);
+    assert_eq!(read(loaded.forward(x.clone(), &t, c.clone())), want);
     let f16_bytes = encode_module(model, true).unwrap();
     let entry = FileEntry { name: "unet.bpk".into(), bytes: f16_bytes.len(), sha256: sha256_hex(&f16_bytes), dtype: "f16".into() };
     let half = load_unet(&DdpmConfig { model: cfg, ..DdpmConfig::default() }, &entry, f16_bytes.clone(), &dev()).unwrap();
-    let got = read(half.forward(x, t, c));
+    let got = read(half.forward(x, &t, c));
     let diff = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
     assert!(diff < 1e-3, "f16 weights change the output by {diff}");
 }
@@ -284,9 +283,9 @@ fn guidance_applies_only_inside_its_interval() {
     loop {
         let x = sampler.current();
         let Some(step) = sampler.step(&model) else { break };
-        let t = Tensor::<1>::from_data(TensorData::new(vec![step.t as f32; n], [n]), &dev());
-        let cond = model.forward(x.clone(), t.clone(), classes(labels.clone()));
-        let uncond = model.forward(x, t, classes(vec![NULL_CLASS as i64; n]));
+        let t = vec![step.t as f32; n];
+        let cond = model.forward(x.clone(), &t, classes(labels.clone()));
+        let uncond = model.forward(x, &t, classes(vec![NULL_CLASS as i64; n]));
         let guided = read(cond.clone().mul_scalar(1.0 + w) - uncond.mul_scalar(w));
         let (eps, cond) = (read(step.eps), read(cond));
         let near = |a: &[f32]| a.iter().zip(&eps).all(|(x, y)| (x - y).abs() <= 1e-4);

@@ -9,7 +9,7 @@ use common::{dev, max_abs_diff, read};
 use ddpm_web::diffusion::process::{ddim_step, dpm_solver_2m_step, x0_from_eps};
 use ddpm_web::diffusion::metrics::sliced_wasserstein_2d;
 use ddpm_web::diffusion::noise::NoiseSource;
-use ddpm_web::diffusion::schedule::{NoiseSchedule, ScheduleKind, VarianceKind};
+use ddpm_web::diffusion::schedule::{NoiseSchedule, ScheduleKind};
 use ddpm_web::diffusion::solver::{Method, ReverseSolver};
 use ddpm_web::toy::mixture::{Mixture2d, mean_distance, normal_points};
 use ddpm_web::diffusion::variance::VarianceChoice;

@@ -60,9 +60,8 @@ fn the_variance_channel_belongs_to_the_shipped_eps_weights() {
     assert!(record.command.contains("train-variance") && record.command.contains("--export"), "{}", record.command);
     let device = Device::flex();
     let x = Tensor::<4>::zeros([2, 1, 28, 28], &device);
-    let t = Tensor::<1>::from_data(TensorData::new(vec![2.0f32, 900.0], [2]), &device);
     let class = Tensor::<1, Int>::from_data(TensorData::new(vec![10i64, 10], [2]), &device);
-    let (_, raw) = unet.forward_with_variance(x, unet.time_embedding(t) + unet.class_embedding(class, 2));
+    let (_, raw) = unet.forward_with_variance(x, unet.time_embedding(&[2.0, 900.0], &device) + unet.class_embedding(class, 2));
     let v: Vec<f32> = raw.expect("a variance channel").into_data().try_to_vec().unwrap();
     let mean = |k: usize| v[k * 784..(k + 1) * 784].iter().sum::<f32>() / 784.0;
     assert!(v.iter().all(|x| x.is_finite()));

@@ -40,9 +40,8 @@ fn outputs(trainer: &Trainer) -> (Vec<f32>, Vec<f32>) {
     let x = NoiseSource::new(9).tensor([3, 1, 28, 28], &device);
     let run = |model: &UNet| -> Vec<f32> {
         let x = x.clone();
-        let t = Tensor::<1>::from_data(TensorData::new(vec![1.0f32, 400.0, 1000.0], [3]), &device);
         let c = Tensor::<1, Int>::from_data(TensorData::new(vec![3i64, 7, NULL_CLASS as i64], [3]), &device);
-        model.forward(x, t, c).into_data().try_to_vec().unwrap()
+        model.forward(x, &[1.0, 400.0, 1000.0], c).into_data().try_to_vec().unwrap()
     };
     (run(&trainer.model.valid()), run(&trainer.ema))
 }

@@ -43,9 +43,9 @@ async fn webgpu() -> Device {
 async fn forward(model: &UNet, seed: u64, device: &Device) -> Vec<f32> {
     let mut rng = NoiseSource::new(seed);
     let x = rng.tensor([2, 1, 28, 28], device);
-    let t = Tensor::<1>::from_data(TensorData::new(vec![37.0f32, 815.0], [2]), device);
+    let t = [37.0f32, 815.0];
     let c = Tensor::<1, Int>::from_data(TensorData::new(vec![3i64, 10], [2]), device);
-    read_f32(model.forward(x, t, c)).await.unwrap()
+    read_f32(model.forward(x, &t, c)).await.unwrap()
 }
 
 #[wasm_bindgen_test]

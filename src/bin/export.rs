@@ -39,10 +39,10 @@ fn main() {
 fn max_output_diff(a: &UNet, b: &UNet, device: &Device) -> f32 {
     let mut rng = NoiseSource::new(99);
     let x = rng.tensor([4, 1, 28, 28], device);
-    let t = Tensor::<1>::from_data(TensorData::new(vec![1.0f32, 10.0, 300.0, 1000.0], [4]), device);
+    let t = [1.0f32, 10.0, 300.0, 1000.0];
     let c = Tensor::<1, Int>::from_data(TensorData::new(vec![0i64, 3, 7, 10], [4]), device);
-    let ya: Vec<f32> = a.forward(x.clone(), t.clone(), c.clone()).into_data().try_to_vec().unwrap();
-    let yb: Vec<f32> = b.forward(x, t, c).into_data().try_to_vec().unwrap();
+    let ya: Vec<f32> = a.forward(x.clone(), &t, c.clone()).into_data().try_to_vec().unwrap();
+    let yb: Vec<f32> = b.forward(x, &t, c).into_data().try_to_vec().unwrap();
     ya.iter().zip(&yb).map(|(p, q)| (p - q).abs()).fold(0.0, f32::max)
 }
 

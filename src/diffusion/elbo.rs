@@ -38,11 +38,15 @@ pub fn normal_kl(mean1: Tensor<4>, logvar1: &[f64], mean2: Tensor<4>, logvar2: &
 }
 
 /// KL(N(mean1, exp(logvar1)) || N(mean2, exp(logvar2))) elementwise, with `logvar1` one value per
-/// sample and `logvar2` per pixel (a learned reverse variance).
+/// sample and `logvar2` per pixel (a learned reverse variance):
+///   0.5 * (e^d (1 + (mean1 - mean2)^2 / var1) - d - 1),  d = logvar1 - logvar2,
+/// so that the device only takes exp of the small d (GPU exp loses accuracy with |x|; 1 / var1
+/// comes from the host in f64).
 pub fn normal_kl_per_pixel(mean1: Tensor<4>, logvar1: &[f64], mean2: Tensor<4>, logvar2: Tensor<4>) -> Tensor<4> {
     let sq = (mean1 - mean2).square();
-    let diff = scale(sq.ones_like(), logvar1) - logvar2.clone();
-    (diff.clone().exp() - diff - 1.0 + sq * logvar2.neg().exp()).mul_scalar(0.5)
+    let d = scale(sq.ones_like(), logvar1) - logvar2;
+    let inv_var1: Vec<f64> = logvar1.iter().map(|l| (-l).exp()).collect();
+    (d.clone().exp() * (scale(sq, &inv_var1) + 1.0) - d - 1.0).mul_scalar(0.5)
 }
 
 /// Standard normal CDF.
@@ -59,8 +63,11 @@ pub fn discretized_gaussian_log_likelihood(x: Tensor<4>, mean: Tensor<4>, log_sc
 }
 
 /// [`discretized_gaussian_log_likelihood`] with a log sigma per pixel (a learned variance).
-pub fn discretized_gaussian_log_likelihood_per_pixel(x: Tensor<4>, mean: Tensor<4>, log_scale: Tensor<4>) -> Tensor<4> {
-    let inv_std = log_scale.neg().exp();
+/// `reference`: a log sigma per sample near the pixels' (the fixed choice's), so that the device
+/// takes exp only of the small difference (GPU exp loses accuracy with |x|).
+pub fn discretized_gaussian_log_likelihood_per_pixel(x: Tensor<4>, mean: Tensor<4>, log_scale: Tensor<4>, reference: &[f64]) -> Tensor<4> {
+    let inv_reference: Vec<f64> = reference.iter().map(|r| (-r).exp()).collect();
+    let inv_std = scale((scale(log_scale.ones_like(), reference) - log_scale).exp(), &inv_reference);
     discretized_log_likelihood(x, mean, |centered| centered * inv_std.clone())
 }
 
@@ -126,7 +133,8 @@ impl TermBatch {
                 let model_logvar = learned_log_variance(s, idx, raw);
                 let kl = sum_pixels(normal_kl_per_pixel(true_mean, &true_logvar, model_mean.clone(), model_logvar.clone()));
                 let log_scale = model_logvar.mul_scalar(0.5);
-                (kl, Box::new(move |x0| discretized_gaussian_log_likelihood_per_pixel(x0, model_mean, log_scale)) as Decoder)
+                let reference: Vec<f64> = true_logvar.iter().map(|l| 0.5 * l).collect();
+                (kl, Box::new(move |x0| discretized_gaussian_log_likelihood_per_pixel(x0, model_mean, log_scale, &reference)) as Decoder)
             }
         };
         if idx.iter().all(|&i| i > 0) {

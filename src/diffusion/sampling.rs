@@ -161,8 +161,7 @@ impl Sampler {
         let batch = if self.settings.guided() { 2 * n } else { n };
         let (times, classes) = self.conditioning.get_or_insert_with(|| {
             let visited: Vec<f32> = self.solver.timesteps().iter().map(|&i| (i + 1) as f32).collect();
-            let t = Tensor::<1>::from_data(TensorData::new(visited.clone(), [visited.len()]), &self.x.device());
-            (model.time_embedding(t), model.class_embedding(self.classes.clone(), batch))
+            (model.time_embedding(&visited, &self.x.device()), model.class_embedding(self.classes.clone(), batch))
         });
         let k = self.solver.steps_done();
         // One row of the run's time embeddings, broadcast over the batch.
@@ -223,8 +222,7 @@ impl<'a> GuidedDenoiser<'a> {
     /// eps at state `x` ([n, 1, 28, 28]) and timestep index `i`.
     pub fn eps(&self, x: Tensor<4>, i: usize) -> Tensor<4> {
         let n = x.dims()[0];
-        let t = Tensor::<1>::from_data(TensorData::new(vec![(i + 1) as f32], [1]), &x.device());
-        let time = self.model.time_embedding(t);
+        let time = self.model.time_embedding(&[(i + 1) as f32], &x.device());
         let guide_here = self.guided && self.interval.is_none_or(|interval| interval.contains(i + 1));
         if !guide_here {
             let classes = self.model.class_embedding(self.classes.clone().narrow(0, 0, n), n);

@@ -37,9 +37,9 @@ fn noised_batch(s: &NoiseSchedule, x0: &[f32], idx: &[usize], seed: u64, device:
 
 fn model_eps(model: &UNet, x_t: Tensor<4>, idx: &[usize], class: usize, device: &Device) -> Tensor<4> {
     let n = idx.len();
-    let t = Tensor::<1>::from_data(TensorData::new(idx.iter().map(|&i| (i + 1) as f32).collect::<Vec<_>>(), [n]), device);
+    let t: Vec<f32> = idx.iter().map(|&i| (i + 1) as f32).collect();
     let c = Tensor::<1, Int>::from_data(TensorData::new(vec![class as i64; n], [n]), device);
-    model.forward(x_t, t, c)
+    model.forward(x_t, &t, c)
 }
 
 /// The bound's terms at timestep indices `idx` for one image, with the model conditioned on
@@ -85,9 +85,9 @@ pub fn elbo_terms_by_variance(
 ) -> TermTensors {
     let (_, noise, batch) = noised_batch(s, x0, idx, seed, device);
     let n = idx.len();
-    let t = Tensor::<1>::from_data(TensorData::new(idx.iter().map(|&i| (i + 1) as f32).collect::<Vec<_>>(), [n]), device);
+    let t: Vec<f32> = idx.iter().map(|&i| (i + 1) as f32).collect();
     let c = Tensor::<1, Int>::from_data(TensorData::new(vec![class as i64; n], [n]), device);
-    let (eps, raw) = model.forward_with_variance(batch.x_t.clone(), model.time_embedding(t) + model.class_embedding(c, n));
+    let (eps, raw) = model.forward_with_variance(batch.x_t.clone(), model.time_embedding(&t, device) + model.class_embedding(c, n));
     let simple = sum_pixels((eps.clone() - noise).powi_scalar(2)).div_scalar(PIXELS as f64);
     let terms = variances
         .iter()

@@ -300,9 +300,9 @@ pub fn nll_bounds_bits_per_dim(
         let repeated: Vec<f32> = (0..n).flat_map(|_| x0.iter().copied()).collect();
         let noise = rng.tensor([n, 1, IMAGE_SIZE, IMAGE_SIZE], device);
         let terms = TermBatch::new(&s, images(&repeated, device), idx.clone(), noise);
-        let t = Tensor::<1>::from_data(TensorData::new(idx.iter().map(|&i| (i + 1) as f32).collect::<Vec<_>>(), [n]), device);
+        let t: Vec<f32> = idx.iter().map(|&i| (i + 1) as f32).collect();
         let c = Tensor::<1, Int>::from_data(TensorData::new(vec![NULL_CLASS as i64; n], [n]), device);
-        let emb = model.time_embedding(t) + model.class_embedding(c, n);
+        let emb = model.time_embedding(&t, device) + model.class_embedding(c, n);
         let (eps, raw) = model.forward_with_variance(terms.x_t.clone(), emb);
         for (total, &variance) in nats.iter_mut().zip(variances) {
             let reverse = match (variance.fixed(), &raw) {

@@ -71,9 +71,8 @@ pub fn loss(model: &UNet, schedule: &NoiseSchedule, batch: &Batch, weighting: Lo
     let noise = Tensor::<4>::from_data(TensorData::new(batch.noise.clone(), shape), device);
     let x_t = q_sample(schedule, x0.clone(), &batch.idx, noise.clone());
     let t: Vec<f32> = batch.idx.iter().map(|&i| (i + 1) as f32).collect();
-    let t = Tensor::<1>::from_data(TensorData::new(t, [n]), device);
     let labels = Tensor::<1, Int>::from_data(TensorData::new(batch.labels.clone(), [n]), device);
-    let eps = model.forward(x_t, t, labels);
+    let eps = model.forward(x_t, &t, labels);
     let target = Prediction::Noise.target(schedule, x0, noise, &batch.idx);
     match weighting {
         LossWeighting::Uniform => mse(eps, target),

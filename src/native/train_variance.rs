@@ -109,9 +109,8 @@ impl VarianceTrainer {
         let noise = Tensor::<4>::from_data(TensorData::new(batch.noise.clone(), shape), dev);
         let x_t = q_sample(&self.schedule, x0.clone(), &batch.idx, noise);
         let t: Vec<f32> = batch.idx.iter().map(|&i| (i + 1) as f32).collect();
-        let t = Tensor::<1>::from_data(TensorData::new(t, [n]), dev);
         let class = Tensor::<1, Int>::from_data(TensorData::new(batch.labels.clone(), [n]), dev);
-        let emb = self.unet.time_embedding(t) + self.unet.class_embedding(class, n);
+        let emb = self.unet.time_embedding(&t, dev) + self.unet.class_embedding(class, n);
         let features = self.unet.features(x_t.clone(), emb.clone());
         let eps = self.unet.eps_from_features(features.clone());
         // The body's outputs enter the autodiff graph as constants.

@@ -230,17 +230,21 @@ impl UNet {
         seeded(Self::new(cfg, device), seed)
     }
 
-    /// eps_theta(x_t, t, class): `x` [n, 1, 28, 28] in [-1, 1]-scale, `t` [n] the paper's t
-    /// (1..=T) as floats, `class` [n] in 0..=10 (10 = null). Returns the predicted noise.
-    pub fn forward(&self, x: Tensor<4>, t: Tensor<1>, class: Tensor<1, Int>) -> Tensor<4> {
+    /// eps_theta(x_t, t, class): `x` [n, 1, 28, 28] in [-1, 1]-scale, `t` the paper's t (1..=T)
+    /// of each sample, `class` [n] in 0..=10 (10 = null). Returns the predicted noise.
+    pub fn forward(&self, x: Tensor<4>, t: &[f32], class: Tensor<1, Int>) -> Tensor<4> {
         let n = x.dims()[0];
-        self.forward_conditioned(x, self.time_embedding(t) + self.class_embedding(class, n))
+        let emb = self.time_embedding(t, &x.device()) + self.class_embedding(class, n);
+        self.forward_conditioned(x, emb)
     }
 
-    /// The time MLP's output for each t ([n] floats, 1..=T): [n, emb_dim]. A sampler computes it
-    /// once per run for every t it will visit.
-    pub fn time_embedding(&self, t: Tensor<1>) -> Tensor<2> {
-        let temb = sinusoidal_embedding(t, self.emb_dim);
+    /// The time MLP's output for each t (1..=T): [n, emb_dim]. A sampler computes it once per run
+    /// for every t it will visit. The sinusoids are computed on the host, in f64: a GPU's sin and
+    /// cos are accurate only to about 5e-4 (Vulkan's bound) and not at all for t f_k beyond pi,
+    /// and every layer after them would carry that.
+    pub fn time_embedding(&self, t: &[f32], device: &Device) -> Tensor<2> {
+        let values = sinusoidal_embedding_values(t, self.emb_dim);
+        let temb = Tensor::<2>::from_data(TensorData::new(values, [t.len(), self.emb_dim]), device);
         self.time_mlp2.forward(silu(self.time_mlp1.forward(temb)))
     }
 
@@ -343,6 +347,18 @@ impl ModuleMapper for ConstantInit {
 fn upsample2x(x: Tensor<4>) -> Tensor<4> {
     let [_, _, h, w] = x.dims();
     interpolate(x, InterpolateOptions::new(InterpolateMode::Nearest).with_output_size([2 * h, 2 * w]))
+}
+
+/// [`sinusoidal_embedding`] of host values, computed in f64: [n * dim] values, row by row.
+pub fn sinusoidal_embedding_values(t: &[f32], dim: usize) -> Vec<f32> {
+    let half = dim / 2;
+    let freqs: Vec<f64> = (0..half).map(|k| (-(10000f64.ln()) * k as f64 / half as f64).exp()).collect();
+    t.iter()
+        .flat_map(|&t| {
+            let args: Vec<f64> = freqs.iter().map(|f| t as f64 * f).collect();
+            args.iter().map(|a| a.sin() as f32).chain(args.iter().map(|a| a.cos() as f32)).collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 /// Transformer-style sinusoidal embedding of t (DDPM section 3.3 / Vaswani et al. 2017):
