@@ -286,11 +286,12 @@ impl ExplainerWorker {
                     let choices: Vec<VarianceChoice> = std::iter::once(own).chain(VarianceChoice::ALL.into_iter().filter(|c| *c != own)).collect();
                     elbo_terms_by_variance(&s.unet, &s.schedule, &choices, &x0, &idx, seed as u64, NULL_CLASS, &s.backend.device)
                 };
-                let mut terms = Vec::new();
-                for (variance, nats) in sweep.terms {
-                    terms.push(VarianceTerms { variance, nats: read_f32(nats).await?.iter().map(|v| *v as f64).collect() });
-                }
-                let simple = read_f32(sweep.simple).await?.iter().map(|v| *v as f64).collect();
+                // Every variance's terms and L_simple in one readback: [(variances + 1) * count].
+                let (variances, tensors): (Vec<VarianceChoice>, Vec<Tensor<1>>) = sweep.terms.into_iter().unzip();
+                let all = read_f32(Tensor::cat(tensors.into_iter().chain([sweep.simple]).collect(), 0)).await?;
+                let mut rows = all.chunks(count).map(|row| row.iter().map(|v| *v as f64).collect::<Vec<f64>>());
+                let mut terms: Vec<VarianceTerms> = variances.into_iter().map(|variance| VarianceTerms { variance, nats: rows.next().unwrap() }).collect();
+                let simple = rows.next().unwrap();
                 let learned = match sweep.interpolation {
                     Some(v) => Some(InterpolationProfile::of(&read_f32(v).await?, count)),
                     None => None,
