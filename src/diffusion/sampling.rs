@@ -166,9 +166,9 @@ impl Sampler {
         let k = self.solver.steps_done();
         // One row of the run's time embeddings, broadcast over the batch.
         let time = times.clone().narrow(0, k, 1);
-        let forward = |x: Tensor<4>, emb: Tensor<2>| match self.settings.method.needs_learned_variance() {
-            true => model.forward_with_variance(x, emb),
-            false => (model.forward_conditioned(x, emb), None),
+        let learned = self.settings.method.needs_learned_variance();
+        let forward = |x: Tensor<4>, emb: Tensor<2>| {
+            if learned { model.forward_with_variance(x, emb) } else { (model.forward_conditioned(x, emb), None) }
         };
         if !self.settings.guides_at(self.solver.timesteps()[k] + 1) {
             return forward(self.x.clone(), time + classes.clone().narrow(0, 0, n));

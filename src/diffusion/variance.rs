@@ -29,7 +29,7 @@ pub fn learned_log_variance(s: &NoiseSchedule, idx: &[usize], raw: Tensor<4>) ->
 }
 
 /// Where a log-variance lies between the fixed choices at index `i`: 0 at log beta_tilde_i, 1 at
-/// log beta_i (the inverse of the interpolation, for the explainer's chart).
+/// log beta_i (the inverse of [`learned_log_variance`]: v back from log Sigma_theta).
 pub fn fraction_of_the_way(s: &NoiseSchedule, i: usize, log_variance: f64) -> f64 {
     let (max, min) = (s.beta[i].ln(), s.posterior_log_variance_clipped[i]);
     (log_variance - min) / (max - min)
