@@ -9,7 +9,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 use common::tolerance::Tolerance;
 use common::{dev, read};
 use ddpm_web::diffusion::noise::NoiseSource;
-use ddpm_web::nets::fused::{add_norm_silu, exp_f32, norm_silu, reference_add_norm_silu, reference_norm_silu, set_fused, silu_f32, takes_fused_path};
+use ddpm_web::nets::fused::{add_norm_silu, exp_f32, norm as fused_norm, norm_silu, reference_add_norm_silu, reference_norm_silu, set_fused, silu_f32, takes_fused_path};
 use ddpm_web::nets::unet::NULL_CLASS;
 
 #[test]
@@ -41,7 +41,7 @@ fn the_vectorisable_exp_is_within_its_stated_bound_and_silu_with_it_too() {
 static PATH: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 #[test]
-fn fused_group_norm_silu_with_and_without_a_bias_equals_burns_modules() {
+fn fused_group_norm_with_and_without_bias_and_silu_equals_burns_modules() {
     let _turn = PATH.lock().unwrap();
     let mut rng = NoiseSource::new(3);
     for (n, c, side, groups) in [(3, 64, 7, 8), (2, 32, 28, 8), (1, 16, 14, 4)] {
@@ -57,6 +57,11 @@ fn fused_group_norm_silu_with_and_without_a_bias_equals_burns_modules() {
         let fused = read(norm_silu(&norm, x.clone()));
         let plain = read(reference_norm_silu(&norm, x.clone()));
         Tolerance::new(1e-5, 1e-6).check(&format!("[{n}, {c}, {side}, {side}] in {groups} groups"), &fused, &plain).unwrap();
+        // GroupNorm alone (the attention block's), fused and as Burn's module.
+        let fused = read(fused_norm(&norm, x.clone()));
+        let plain = read(norm.forward(x.clone()));
+        Tolerance::new(1e-5, 1e-6).check(&format!("[{n}, {c}, {side}, {side}] without SiLU"), &fused, &plain).unwrap();
+        assert!(plain.iter().any(|v| *v < -0.5), "GroupNorm's output keeps its negative values: no SiLU was applied");
         // With the embedding's bias [n, c] added first.
         let bias = Tensor::<2>::from_data(TensorData::new(rng.normal(n * c).iter().map(|v| 1.5 * v).collect::<Vec<f32>>(), [n, c]), &dev());
         let fused = read(add_norm_silu(&norm, x.clone(), bias.clone()));

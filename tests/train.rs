@@ -53,11 +53,11 @@ fn a_resumed_run_equals_an_unbroken_one() {
 
     let whole_dir = fresh_dir("whole");
     let mut whole = Trainer::open(cfg.clone(), whole_dir.clone(), Device::flex()).unwrap();
-    let whole_losses: Vec<f64> = (0..4).map(|_| whole.step(&images, &labels)).collect();
+    let whole_losses: Vec<_> = (0..4).map(|_| whole.step(&images, &labels)).collect();
 
     let split_dir = fresh_dir("split");
     let mut first = Trainer::open(cfg.clone(), split_dir.clone(), Device::flex()).unwrap();
-    let mut split_losses: Vec<f64> = (0..2).map(|_| first.step(&images, &labels)).collect();
+    let mut split_losses: Vec<_> = (0..2).map(|_| first.step(&images, &labels)).collect();
     first.checkpoint().unwrap();
     drop(first);
     let mut resumed = Trainer::open(cfg.clone(), split_dir.clone(), Device::flex()).unwrap();
@@ -65,7 +65,7 @@ fn a_resumed_run_equals_an_unbroken_one() {
     split_losses.extend((0..2).map(|_| resumed.step(&images, &labels)));
 
     assert_eq!(split_losses, whole_losses, "same batches, noise and optimiser state after the resume");
-    assert!(whole_losses.iter().all(|l| l.is_finite() && *l > 0.0));
+    assert!(whole_losses.iter().all(|l| l.loss.is_finite() && l.loss > 0.0 && l.vlb.is_none()));
     let (online, ema) = outputs(&resumed);
     let (online_whole, ema_whole) = outputs(&whole);
     assert_eq!(online, online_whole, "online weights differ after the resume");
@@ -141,4 +141,48 @@ fn a_fine_tune_starts_from_the_given_weights() {
     for d in [base_dir, dir] {
         let _ = std::fs::remove_dir_all(d);
     }
+}
+
+/// A hybrid run trains the variance channel with the network: its loss is the plain run's L_simple
+/// plus lambda L_vlb on the same batch and weights, the channel moves, and a resume keeps it.
+#[test]
+fn a_hybrid_run_trains_the_variance_channel_with_the_network() {
+    use ddpm_web::app::config::HybridTraining;
+    use ddpm_web::diffusion::objective::HYBRID_LAMBDA;
+    let plain_cfg = tiny_config();
+    let mut cfg = plain_cfg.clone();
+    cfg.train.hybrid = Some(HybridTraining { variance_init: None });
+    let (images, labels) = tiny_data();
+    let device = Device::flex();
+    let raw_variance = |trainer: &Trainer| -> Vec<f32> {
+        let model = trainer.model.valid();
+        let c = Tensor::<1, Int>::from_data(TensorData::new(vec![3i64, NULL_CLASS as i64], [2]), &device);
+        let emb = model.time_embedding(&[2.0, 700.0], &device) + model.class_embedding(c, 2);
+        let (_, raw) = model.forward_with_variance(NoiseSource::new(9).tensor([2, 1, 28, 28], &device), emb);
+        raw.expect("a hybrid run's network has a variance channel").into_data().try_to_vec().unwrap()
+    };
+
+    let mut plain = Trainer::open(plain_cfg, fresh_dir("hybrid-plain"), Device::flex()).unwrap();
+    let dir = fresh_dir("hybrid");
+    let mut trainer = Trainer::open(cfg.clone(), dir.clone(), Device::flex()).unwrap();
+    assert!(trainer.ema.has_learned_variance() && !plain.model.has_learned_variance());
+    let fresh = raw_variance(&trainer);
+    assert!(fresh.iter().all(|v| *v == -1.0), "a fresh channel starts at v = 0 (beta_tilde)");
+
+    let (simple, hybrid) = (plain.step(&images, &labels), trainer.step(&images, &labels));
+    assert_eq!(simple.vlb, None);
+    let vlb = hybrid.vlb.expect("a hybrid step reports L_vlb");
+    assert!(vlb.is_finite() && vlb > 0.0, "L_vlb {vlb}");
+    let rest = hybrid.loss - HYBRID_LAMBDA * vlb;
+    assert!((rest - simple.loss).abs() <= 1e-5 * simple.loss, "L_hybrid - lambda L_vlb = {rest}, L_simple = {}", simple.loss);
+
+    trainer.step(&images, &labels);
+    let trained = raw_variance(&trainer);
+    assert!(trained.iter().zip(&fresh).any(|(a, b)| (a - b).abs() > 1e-4), "the channel learned");
+    trainer.checkpoint().unwrap();
+    drop(trainer);
+    let resumed = Trainer::open(cfg, dir.clone(), Device::flex()).unwrap();
+    assert_eq!(resumed.state.step, 2);
+    assert_eq!(raw_variance(&resumed), trained, "the resume keeps the channel");
+    let _ = std::fs::remove_dir_all(dir);
 }

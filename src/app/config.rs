@@ -43,6 +43,18 @@ pub struct TrainConfig {
     /// from scratch. Part of the settings, so a fine-tune run refuses to resume from other weights.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init: Option<InitWeights>,
+    /// Train the variance channel with the network, on L_hybrid = L_simple + lambda L_vlb
+    /// (Improved DDPM, section 3.1); `None`: L_simple alone, for the fixed variances.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hybrid: Option<HybridTraining>,
+}
+
+/// The variance channel's part of a hybrid run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HybridTraining {
+    /// The channel's starting weights; `None`: a fresh channel, which starts at beta_tilde.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variance_init: Option<InitWeights>,
 }
 
 /// Weights a fine-tune starts from, named by file and pinned by checksum.
@@ -70,6 +82,7 @@ impl Default for DdpmConfig {
                 checkpoint_every: 250,
                 weighting: LossWeighting::Uniform,
                 init: None,
+                hybrid: None,
             },
             // The evaluation's choice for the shipped weights (docs/evaluation.md, "The default guidance");
             // `export` writes both into the manifest, which the page reads. The interval's ends are

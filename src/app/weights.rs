@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::app::config::DdpmConfig;
+use crate::nets::fused::conv_weights_laid_out;
 use crate::nets::unet::{UNet, VarianceHead};
 use crate::diffusion::sampling::GuidanceInterval;
 use crate::restore::evaluation::RestoreTable;
@@ -169,16 +170,17 @@ pub fn encode_module<M: Module>(module: M, half: bool) -> Result<Vec<u8>, Weight
     Ok(bytes.to_vec())
 }
 
-/// Build the U-Net of `config` on `device` and load verified weights into it.
+/// Build the U-Net of `config` on `device` and load verified weights into it, its convolution
+/// weights laid out for the device's convolution (`crate::nets::fused::conv_weights_laid_out`).
 pub fn load_unet(config: &DdpmConfig, entry: &FileEntry, bytes: Vec<u8>, device: &Device) -> Result<UNet, WeightsError> {
     verify(entry, &bytes)?;
-    load_module(UNet::new(&config.model, device), bytes)
+    load_module(UNet::new(&config.model, device), bytes).map(conv_weights_laid_out)
 }
 
-/// The variance channel of the U-Net of `config`, from verified weights.
+/// The variance channel of the U-Net of `config`, from verified weights, laid out the same way.
 pub fn load_variance_head(config: &DdpmConfig, entry: &FileEntry, bytes: Vec<u8>, device: &Device) -> Result<VarianceHead, WeightsError> {
     verify(entry, &bytes)?;
-    load_module(VarianceHead::new(&config.model, device), bytes)
+    load_module(VarianceHead::new(&config.model, device), bytes).map(conv_weights_laid_out)
 }
 
 /// Casts every float parameter to one dtype (half precision at rest).

@@ -22,7 +22,8 @@ use burn::tensor::{Bytes, Device, Int, Tensor, TensorData};
 use ddpm_web::app::config::DdpmConfig;
 use ddpm_web::native::data::{DEFAULT_CACHE, load_mnist, split};
 use ddpm_web::explain::compute::{EXAMPLE_DIGITS_FILE, ExampleDigit, RESTORE_DIGITS_FILE, RESTORE_DIGITS_PER_LABEL};
-use ddpm_web::nets::unet::UNet;
+use ddpm_web::nets::unet::{UNet, VarianceHead};
+use ddpm_web::diffusion::objective::LossWeighting;
 use ddpm_web::diffusion::noise::NoiseSource;
 use ddpm_web::native::train::TrainState;
 use ddpm_web::app::weights::{
@@ -101,6 +102,14 @@ fn train_command(cfg: &DdpmConfig, run_dir: &Path) -> String {
     if cfg.seed != default.seed {
         flags.push(format!("--seed {}", cfg.seed));
     }
+    if let LossWeighting::MinSnr { gamma } = cfg.train.weighting {
+        flags.push(format!("--min-snr {gamma}"));
+    }
+    match cfg.train.hybrid.as_ref().map(|h| h.variance_init.as_ref()) {
+        Some(Some(init)) => flags.push(format!("--init-variance {}", init.file)),
+        Some(None) => flags.push("--hybrid".into()),
+        None => {}
+    }
     let base = "cargo run --release --bin train";
     if flags.is_empty() { base.into() } else { format!("{base} -- {}", flags.join(" ")) }
 }
@@ -133,7 +142,12 @@ fn run() -> Result<(), String> {
     let device = Device::flex();
     let bytes = std::fs::read(run_dir.join("ema.bpk")).map_err(|e| e.to_string())?;
     let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes)).map_err(|e| e.to_string())?;
-    let ema = UNet::new(&cfg.model, &device).try_load_record(record).map_err(|e| e.to_string())?;
+    let shape = match cfg.train.hybrid {
+        Some(_) => UNet::new(&cfg.model, &device).with_variance_head(VarianceHead::new(&cfg.model, &device)),
+        None => UNet::new(&cfg.model, &device),
+    };
+    // A hybrid run's channel is stored beside the eps weights, in its own file.
+    let (ema, head) = shape.try_load_record(record).map_err(|e| e.to_string())?.split_variance_head();
 
     let half = encode_module(ema.clone(), true).map_err(|e| e.to_string())?;
     let reloaded = load_module(UNet::new(&cfg.model, &device), half.clone()).map_err(|e| e.to_string())?;
@@ -171,8 +185,15 @@ fn run() -> Result<(), String> {
     files.retain(|f| f.name != UNET_FILE);
     files.insert(0, FileEntry { name: UNET_FILE.into(), bytes: bytes.len(), sha256, dtype: dtype.into() });
     // A variance channel was trained on the old body: it goes with it.
-    let variance_training = old.as_ref().filter(|_| same_unet).and_then(|m| m.variance_training.clone());
-    if !same_unet && files.iter().any(|f| f.name == VARIANCE_FILE) {
+    let mut variance_training = old.as_ref().filter(|_| same_unet).and_then(|m| m.variance_training.clone());
+    if let Some(head) = head {
+        // Trained with this body, in the run the manifest's training record describes.
+        let bytes = encode_module(head, false).map_err(|e| e.to_string())?;
+        std::fs::write(out.join(VARIANCE_FILE), &bytes).map_err(|e| e.to_string())?;
+        files.retain(|f| f.name != VARIANCE_FILE);
+        files.push(FileEntry { name: VARIANCE_FILE.into(), bytes: bytes.len(), sha256: sha256_hex(&bytes), dtype: "f32".into() });
+        variance_training = None;
+    } else if !same_unet && files.iter().any(|f| f.name == VARIANCE_FILE) {
         files.retain(|f| f.name != VARIANCE_FILE);
         let _ = std::fs::remove_file(out.join(VARIANCE_FILE));
         println!("new U-Net weights: dropped the variance channel trained on the old ones; run train-variance");

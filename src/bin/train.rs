@@ -3,12 +3,14 @@
 //!   cargo run --release --bin train -- [--run DIR] [--steps N] [--device flex|cuda]
 //!                                      [--bench STEPS] [--channels A,B,C] [--batch N]
 //!                                      [--init WEIGHTS.bpk] [--label-dropout P] [--min-snr GAMMA] [--lr X] [--warmup N]
-//!                                      [--seed N]
+//!                                      [--seed N] [--hybrid] [--init-variance VARIANCE.bpk]
 //!
 //! `--init` fine-tunes from existing weights (e.g. the shipped ones with a higher
 //! `--label-dropout`, to train the null class that unconditional sampling and guidance use).
 //! `--seed` gives a fine-tune its own batches, timesteps and noise: under the seed of the run
 //! it starts from, its step k would draw exactly what that run's step k drew.
+//! `--hybrid` trains the variance channel with the network on L_hybrid (Improved DDPM): a fresh
+//! channel, or the one in `--init-variance` (which implies `--hybrid`).
 //! Checkpoints (online weights, EMA weights, Adam state, step) go to the run directory every
 //! `checkpoint_every` steps with a loss CSV and a PNG grid of samples; re-running the same
 //! command resumes from there. `--bench K` times K steps and exits without writing anything.
@@ -18,9 +20,9 @@ use std::time::Instant;
 
 use burn::module::Module;
 use burn::tensor::Device;
-use ddpm_web::app::config::{DdpmConfig, InitWeights};
+use ddpm_web::app::config::{DdpmConfig, HybridTraining, InitWeights};
 use ddpm_web::native::data::{DEFAULT_CACHE, load_mnist, split};
-use ddpm_web::native::train::{Clock, Trainer, to_training_arrays, write_sample_grid};
+use ddpm_web::native::train::{Clock, StepLoss, Trainer, to_training_arrays, write_sample_grid};
 use indicatif::{ProgressBar, ProgressStyle};
 
 struct Args {
@@ -36,10 +38,12 @@ struct Args {
     lr: Option<f64>,
     warmup: Option<usize>,
     seed: Option<u64>,
+    hybrid: bool,
+    init_variance: Option<String>,
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut args = Args { run: PathBuf::from(".cache/runs/main"), steps: None, device: "flex".into(), bench: None, channels: None, batch: None, init: None, label_dropout: None, min_snr: None, lr: None, warmup: None, seed: None };
+    let mut args = Args { run: PathBuf::from(".cache/runs/main"), steps: None, device: "flex".into(), bench: None, channels: None, batch: None, init: None, label_dropout: None, min_snr: None, lr: None, warmup: None, seed: None, hybrid: false, init_variance: None };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -63,13 +67,18 @@ fn parse_args() -> Result<Args, String> {
             "--lr" => args.lr = Some(real(value()?)?),
             "--warmup" => args.warmup = Some(number(value()?)?),
             "--seed" => args.seed = Some(number(value()?)? as u64),
+            "--hybrid" => args.hybrid = true,
+            "--init-variance" => {
+                args.init_variance = Some(value()?);
+                args.hybrid = true;
+            }
             "--channels" => {
                 let v = value()?;
                 let parts: Vec<usize> = v.split(',').map(|p| p.trim().parse().map_err(|_| format!("--channels: bad list '{v}'"))).collect::<Result<_, _>>()?;
                 args.channels = Some(parts.try_into().map_err(|_| "--channels takes three numbers".to_string())?);
             }
             "-h" | "--help" => {
-                println!("usage: train [--run DIR] [--steps N] [--device flex|cuda] [--bench STEPS] [--channels A,B,C] [--batch N] [--init WEIGHTS.bpk] [--label-dropout P] [--lr X] [--warmup N] [--seed N]");
+                println!("usage: train [--run DIR] [--steps N] [--device flex|cuda] [--bench STEPS] [--channels A,B,C] [--batch N] [--init WEIGHTS.bpk] [--label-dropout P] [--min-snr GAMMA] [--lr X] [--warmup N] [--seed N] [--hybrid] [--init-variance VARIANCE.bpk]");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other} (try --help)")),
@@ -124,9 +133,15 @@ fn run() -> Result<(), String> {
     if let Some(seed) = args.seed {
         cfg.seed = seed;
     }
-    if let Some(file) = &args.init {
+    let pinned = |file: &String| -> Result<InitWeights, String> {
         let bytes = std::fs::read(file).map_err(|e| format!("{file}: {e}"))?;
-        cfg.train.init = Some(InitWeights { file: file.clone(), sha256: ddpm_web::app::weights::sha256_hex(&bytes) });
+        Ok(InitWeights { file: file.clone(), sha256: ddpm_web::app::weights::sha256_hex(&bytes) })
+    };
+    if let Some(file) = &args.init {
+        cfg.train.init = Some(pinned(file)?);
+    }
+    if args.hybrid {
+        cfg.train.hybrid = Some(HybridTraining { variance_init: args.init_variance.as_ref().map(pinned).transpose()? });
     }
     let device = device(&args.device)?;
     let digits = load_mnist(std::path::Path::new(DEFAULT_CACHE)).map_err(|e| e.to_string())?;
@@ -170,21 +185,24 @@ fn run() -> Result<(), String> {
             .map_err(|e| e.to_string())?,
     );
     let clock = Clock::new(trainer.state.seconds);
-    let (mut window_loss, mut window_steps, mut window_start) = (0.0, 0usize, Instant::now());
+    let (mut window_loss, mut window_vlb, mut window_steps, mut window_start) = (0.0, 0.0, 0usize, Instant::now());
     while trainer.state.step < total {
         let loss = trainer.step(&images, &labels);
         trainer.state.seconds = clock.seconds();
-        window_loss += loss;
+        window_loss += loss.loss;
+        window_vlb += loss.vlb.unwrap_or(0.0);
         window_steps += 1;
         let rate = (window_steps * cfg.train.batch_size) as f64 / window_start.elapsed().as_secs_f64();
         bar.set_position(trainer.state.step as u64);
         bar.set_message(format!("{:.4} | {rate:.0} img/s", window_loss / window_steps as f64));
         if trainer.state.step % cfg.train.checkpoint_every == 0 || trainer.state.step == total {
-            trainer.append_loss(window_loss / window_steps as f64, rate).map_err(|e| e.to_string())?;
+            let mean = StepLoss { loss: window_loss / window_steps as f64, vlb: loss.vlb.map(|_| window_vlb / window_steps as f64) };
+            trainer.append_loss(mean, rate).map_err(|e| e.to_string())?;
             trainer.checkpoint()?;
             write_sample_grid(&cfg, &trainer.ema, 2, &trainer.run.grid(), &trainer.ema.devices()[0])?;
-            bar.println(format!("step {}: loss {:.4}, {rate:.0} images/s, checkpoint written", trainer.state.step, window_loss / window_steps as f64));
-            (window_loss, window_steps, window_start) = (0.0, 0, Instant::now());
+            let vlb = mean.vlb.map(|v| format!(", L_vlb {v:.4} bits/dim")).unwrap_or_default();
+            bar.println(format!("step {}: loss {:.4}{vlb}, {rate:.0} images/s, checkpoint written", trainer.state.step, mean.loss));
+            (window_loss, window_vlb, window_steps, window_start) = (0.0, 0.0, 0, Instant::now());
         }
     }
     bar.finish();

@@ -163,5 +163,10 @@ pub fn vlb_estimate(s: &NoiseSchedule, x0: Tensor<4>, x_t: Tensor<4>, idx: &[usi
 pub fn hybrid_loss(s: &NoiseSchedule, x0: Tensor<4>, noise: Tensor<4>, idx: &[usize], eps: Tensor<4>, raw_variance: Tensor<4>) -> (Tensor<1>, Tensor<1>) {
     let x_t = q_sample(s, x0.clone(), idx, noise.clone());
     let vlb = vlb_estimate(s, x0, x_t, idx, eps.clone(), raw_variance).mean();
-    (mse(eps, noise) + vlb.clone().mul_scalar(HYBRID_LAMBDA), vlb)
+    (hybrid(mse(eps, noise), vlb.clone()), vlb)
+}
+
+/// L_simple (or a weighted squared error in its place) + lambda L_vlb.
+pub fn hybrid(simple: Tensor<1>, vlb: Tensor<1>) -> Tensor<1> {
+    simple + vlb.mul_scalar(HYBRID_LAMBDA)
 }

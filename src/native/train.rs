@@ -1,6 +1,7 @@
-//! Native training of the eps-prediction DDPM (Algorithm 1 with the L_simple loss, Eq. 14),
-//! class-conditional with label dropout for classifier-free guidance, an EMA copy of the weights,
-//! Adam with warm-up and cosine decay, and resumable checkpoints.
+//! Native training of the eps-prediction DDPM (Algorithm 1 with the L_simple loss, Eq. 14, or a
+//! min-SNR-weighted one), class-conditional with label dropout for classifier-free guidance, an EMA
+//! copy of the weights, Adam with warm-up and cosine decay, and resumable checkpoints. A hybrid
+//! run trains the variance channel with the network on L_hybrid (Improved DDPM, section 3.1).
 //!
 //! Every step's randomness (batch, t, noise, label dropout) comes from a stream seeded by
 //! (seed, step), so a run resumed from a checkpoint continues exactly as if never stopped.
@@ -17,12 +18,12 @@ use burn::store::ModuleRecord;
 use burn::tensor::{Bytes, Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use crate::app::config::DdpmConfig;
+use crate::app::config::{DdpmConfig, InitWeights};
 use crate::native::data::Digit;
 use crate::diffusion::process::q_sample;
-use crate::nets::unet::{IMAGE_SIZE, NULL_CLASS, NUM_DIGITS, PIXELS, UNet};
+use crate::nets::unet::{IMAGE_SIZE, NULL_CLASS, NUM_DIGITS, PIXELS, UNet, VarianceHead};
 use crate::diffusion::noise::NoiseSource;
-use crate::diffusion::objective::{LossWeighting, Prediction, descend, mse, weighted_mse};
+use crate::diffusion::objective::{LossWeighting, Prediction, descend, hybrid, mse, vlb_estimate, weighted_mse};
 use crate::app::image::to_pixels;
 use crate::diffusion::sampling::{ClassChoice, Method, SampleSettings, Sampler};
 use crate::diffusion::schedule::NoiseSchedule;
@@ -63,8 +64,10 @@ pub fn make_batch(cfg: &DdpmConfig, train: &[Vec<f32>], labels: &[usize], step: 
 }
 
 /// L_simple = || eps - eps_theta(sqrt(alpha_bar) x_0 + sqrt(1 - alpha_bar) eps, t) ||^2, mean;
-/// with another `weighting`, each sample's error times its timestep's factor.
-pub fn loss(model: &UNet, schedule: &NoiseSchedule, batch: &Batch, weighting: LossWeighting, device: &Device) -> Tensor<1> {
+/// with another `weighting`, each sample's error times its timestep's factor. A network with a
+/// variance channel adds lambda L_vlb (L_hybrid); the second value is then L_vlb's estimate
+/// (bits/dim), whose gradient reaches only the channel.
+pub fn loss(model: &UNet, schedule: &NoiseSchedule, batch: &Batch, weighting: LossWeighting, device: &Device) -> (Tensor<1>, Option<Tensor<1>>) {
     let n = batch.idx.len();
     let shape = [n, 1, IMAGE_SIZE, IMAGE_SIZE];
     let x0 = Tensor::<4>::from_data(TensorData::new(batch.x0.clone(), shape), device);
@@ -72,12 +75,27 @@ pub fn loss(model: &UNet, schedule: &NoiseSchedule, batch: &Batch, weighting: Lo
     let x_t = q_sample(schedule, x0.clone(), &batch.idx, noise.clone());
     let t: Vec<f32> = batch.idx.iter().map(|&i| (i + 1) as f32).collect();
     let labels = Tensor::<1, Int>::from_data(TensorData::new(batch.labels.clone(), [n]), device);
-    let eps = model.forward(x_t, &t, labels);
-    let target = Prediction::Noise.target(schedule, x0, noise, &batch.idx);
-    match weighting {
-        LossWeighting::Uniform => mse(eps, target),
-        w => weighted_mse(eps, target, &batch.idx.iter().map(|&i| w.factor(schedule, Prediction::Noise, i)).collect::<Vec<_>>()),
+    let emb = model.time_embedding(&t, device) + model.class_embedding(labels, n);
+    let (eps, raw_variance) = model.forward_with_variance(x_t.clone(), emb);
+    let target = Prediction::Noise.target(schedule, x0.clone(), noise, &batch.idx);
+    let simple = match weighting {
+        LossWeighting::Uniform => mse(eps.clone(), target),
+        w => weighted_mse(eps.clone(), target, &batch.idx.iter().map(|&i| w.factor(schedule, Prediction::Noise, i)).collect::<Vec<_>>()),
+    };
+    match raw_variance {
+        None => (simple, None),
+        Some(raw) => {
+            let vlb = vlb_estimate(schedule, x0, x_t, &batch.idx, eps, raw).mean();
+            (hybrid(simple, vlb.clone()), Some(vlb))
+        }
     }
+}
+
+/// One step's losses: the optimised one and, in a hybrid run, L_vlb's estimate (bits/dim).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepLoss {
+    pub loss: f64,
+    pub vlb: Option<f64>,
 }
 
 /// Exponential moving average of the weights: ema <- d * ema + (1 - d) * online.
@@ -150,6 +168,15 @@ pub(crate) fn record_bytes<M: Module>(module: M) -> Vec<u8> {
     module.into_record().into_bytes().expect("encode checkpoint").to_vec()
 }
 
+/// `module` with the weights of `init`, refused when the file no longer has the planned SHA-256.
+fn load_checked<M: Module>(module: M, init: &InitWeights) -> Result<M, String> {
+    let bytes = std::fs::read(&init.file).map_err(|e| format!("{}: {e}", init.file))?;
+    if crate::app::weights::sha256_hex(&bytes) != init.sha256 {
+        return Err(format!("{} changed since the run was planned (SHA-256 differs)", init.file));
+    }
+    crate::app::weights::load_module(module, bytes).map_err(|e| format!("{}: {e}", init.file))
+}
+
 pub(crate) fn load_record_file<M: Module>(module: M, path: &Path) -> Result<M, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes)).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -182,12 +209,17 @@ impl Trainer {
             .init();
         let mut state = TrainState { step: 0, seconds: 0.0, config: cfg.clone() };
         // The starting weights matter only for a fresh run; a resumed one has its checkpoint.
-        if let Some(init) = cfg.train.init.as_ref().filter(|_| !run.state().exists()) {
-            let bytes = std::fs::read(&init.file).map_err(|e| format!("{}: {e}", init.file))?;
-            if crate::app::weights::sha256_hex(&bytes) != init.sha256 {
-                return Err(format!("{} changed since the run was planned (SHA-256 differs)", init.file));
+        let fresh = !run.state().exists();
+        if let Some(init) = cfg.train.init.as_ref().filter(|_| fresh) {
+            model = load_checked(model, init)?;
+            ema = model.valid();
+        }
+        if let Some(hybrid) = &cfg.train.hybrid {
+            let mut head = VarianceHead::new(&cfg.model, &ad);
+            if let Some(init) = hybrid.variance_init.as_ref().filter(|_| fresh) {
+                head = load_checked(head, init)?;
             }
-            model = crate::app::weights::load_module(model, bytes).map_err(|e| format!("{}: {e}", init.file))?;
+            model = model.with_variance_head(head);
             ema = model.valid();
         }
         if run.state().exists() {
@@ -212,12 +244,12 @@ impl Trainer {
         Ok(Self { schedule: cfg.schedule(), cfg, device: ad, model, ema, optimizer, state, run })
     }
 
-    /// One optimisation step; returns the loss.
-    pub fn step(&mut self, train: &[Vec<f32>], labels: &[usize]) -> f64 {
+    /// One optimisation step; returns its losses.
+    pub fn step(&mut self, train: &[Vec<f32>], labels: &[usize]) -> StepLoss {
         let step = self.state.step;
         let batch = make_batch(&self.cfg, train, labels, step);
-        let loss = loss(&self.model, &self.schedule, &batch, self.cfg.train.weighting, &self.device);
-        let value = loss.clone().into_scalar::<f32>() as f64;
+        let (loss, vlb) = loss(&self.model, &self.schedule, &batch, self.cfg.train.weighting, &self.device);
+        let value = StepLoss { loss: loss.clone().into_scalar::<f32>() as f64, vlb: vlb.map(|v| v.into_scalar::<f32>() as f64) };
         let lr = learning_rate(&self.cfg, step);
         self.model = descend(self.model.clone(), &mut self.optimizer, loss, lr);
         // EMA warm-up (as in common DDPM code): early averages forget the random init faster.
@@ -237,15 +269,18 @@ impl Trainer {
         write_atomic(&self.run.state(), serde_json::to_string_pretty(&self.state).unwrap().as_bytes()).map_err(io)
     }
 
-    pub fn append_loss(&self, loss: f64, images_per_s: f64) -> std::io::Result<()> {
+    /// One line of the loss log: the window's mean losses (L_vlb's column only in hybrid runs).
+    pub fn append_loss(&self, loss: StepLoss, images_per_s: f64) -> std::io::Result<()> {
         let path = self.run.loss_log();
         let new = !path.exists();
         let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        let hybrid = self.cfg.train.hybrid.is_some();
         if new {
-            writeln!(f, "step,loss,learning_rate,images_per_s,elapsed_s")?;
+            writeln!(f, "step,loss,learning_rate,images_per_s,elapsed_s{}", if hybrid { ",vlb_bits_per_dim" } else { "" })?;
         }
         let step = self.state.step;
-        writeln!(f, "{step},{loss:.6},{:.3e},{images_per_s:.1},{:.0}", learning_rate(&self.cfg, step - 1), self.state.seconds)
+        let vlb = loss.vlb.map(|v| format!(",{v:.4}")).unwrap_or_default();
+        writeln!(f, "{step},{:.6},{:.3e},{images_per_s:.1},{:.0}{vlb}", loss.loss, learning_rate(&self.cfg, step - 1), self.state.seconds)
     }
 }
 

@@ -1,5 +1,6 @@
 //! The U-Net's hottest chain, SiLU(GroupNorm(x)), as one operation of our own through Burn's
-//! backend extension (`#[backend_extension]`, Burn's `extension` feature). On the CPU backend
+//! backend extension (`#[backend_extension]`, Burn's `extension` feature), and GroupNorm alone
+//! (the attention block's) as the same operation without the SiLU. On the CPU backend
 //! (flex, natively and in wasm) it is two passes over the tensor, the group statistics and then
 //! normalise, scale, shift and SiLU together, with a branch-free exp that the compiler vectorises
 //! (simd128 in the browser), where Burn composes about nine operations plus a scalar `expf` per
@@ -11,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use burn::backend::flex::{FlexTensor, Layout};
 use burn::backend::{Dispatch, DispatchDevice, Flex, backend_extension, tensor::FloatTensor};
+use burn::module::{Module, ModuleMapper, Param};
 use burn::nn::GroupNorm;
 use burn::tensor::activation::silu;
 use burn::tensor::{Bytes, DType, Device, Tensor};
@@ -22,19 +24,31 @@ pub trait FusedOps: burn::backend::Backend {
     /// The same of x + bias, bias [n, c] added to every pixel of its image's channel (the U-Net's
     /// time and class embedding before the block's second norm).
     fn add_group_norm_silu(x: FloatTensor<Self>, bias: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, groups: usize, epsilon: f64) -> FloatTensor<Self>;
+    /// GroupNorm(x) gamma + beta alone.
+    fn group_norm(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, groups: usize, epsilon: f64) -> FloatTensor<Self>;
+    /// A convolution weight in the memory order the backend's convolution reads (the same values).
+    fn conv_weight_layout(weight: FloatTensor<Self>) -> FloatTensor<Self>;
 }
 
 impl FusedOps for Flex {
     fn group_norm_silu(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor, groups: usize, epsilon: f64) -> FlexTensor {
-        flex_group_norm_silu(x, None, gamma, beta, groups, epsilon)
+        flex_group_norm(x, None, gamma, beta, groups, epsilon, true)
     }
 
     fn add_group_norm_silu(x: FlexTensor, bias: FlexTensor, gamma: FlexTensor, beta: FlexTensor, groups: usize, epsilon: f64) -> FlexTensor {
-        flex_group_norm_silu(x, Some(bias), gamma, beta, groups, epsilon)
+        flex_group_norm(x, Some(bias), gamma, beta, groups, epsilon, true)
+    }
+
+    fn group_norm(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor, groups: usize, epsilon: f64) -> FlexTensor {
+        flex_group_norm(x, None, gamma, beta, groups, epsilon, false)
+    }
+
+    fn conv_weight_layout(weight: FlexTensor) -> FlexTensor {
+        weight
     }
 }
 
-fn flex_group_norm_silu(x: FlexTensor, bias: Option<FlexTensor>, gamma: FlexTensor, beta: FlexTensor, groups: usize, epsilon: f64) -> FlexTensor {
+fn flex_group_norm(x: FlexTensor, bias: Option<FlexTensor>, gamma: FlexTensor, beta: FlexTensor, groups: usize, epsilon: f64, silu: bool) -> FlexTensor {
     let x = x.to_contiguous();
     let shape = x.layout().shape().clone();
     let dims: Vec<usize> = shape.iter().copied().collect();
@@ -42,7 +56,7 @@ fn flex_group_norm_silu(x: FlexTensor, bias: Option<FlexTensor>, gamma: FlexTens
     let spatial: usize = dims[2..].iter().product();
     let (gamma, beta) = (gamma.to_contiguous(), beta.to_contiguous());
     let bias = bias.map(|b| b.to_contiguous());
-    let out = group_norm_silu_f32(contiguous(&x), bias.as_ref().map(contiguous), contiguous(&gamma), contiguous(&beta), n, c, spatial, groups, epsilon);
+    let out = group_norm_f32(contiguous(&x), bias.as_ref().map(contiguous), contiguous(&gamma), contiguous(&beta), n, c, spatial, groups, epsilon, silu);
     FlexTensor::new(Bytes::from_elems(out), Layout::contiguous(shape), DType::F32)
 }
 
@@ -55,6 +69,14 @@ impl FusedOps for burn::backend::Cube {
     fn add_group_norm_silu(x: FloatTensor<Self>, bias: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, groups: usize, epsilon: f64) -> FloatTensor<Self> {
         crate::nets::fused_cube::group_norm_silu(x, Some(bias), gamma, beta, groups, epsilon)
     }
+
+    fn group_norm(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, groups: usize, epsilon: f64) -> FloatTensor<Self> {
+        crate::nets::fused_cube::group_norm(x, gamma, beta, groups, epsilon)
+    }
+
+    fn conv_weight_layout(weight: FloatTensor<Self>) -> FloatTensor<Self> {
+        crate::nets::fused_cube::channels_last(weight)
+    }
 }
 
 /// A contiguous f32 tensor's elements.
@@ -64,10 +86,10 @@ fn contiguous(t: &FlexTensor) -> &[f32] {
 }
 
 /// The fused chain on host values, laid out [n, c, spatial], with an optional bias [n, c] added
-/// first. The statistics are those of Burn's GroupNorm (mean, then the mean of squared
-/// deviations, biased), accumulated in f64.
+/// first, and SiLU after it when `silu`. The statistics are those of Burn's GroupNorm (mean, then
+/// the mean of squared deviations, biased), accumulated in f64.
 #[allow(clippy::too_many_arguments)]
-pub fn group_norm_silu_f32(x: &[f32], bias: Option<&[f32]>, gamma: &[f32], beta: &[f32], n: usize, c: usize, spatial: usize, groups: usize, epsilon: f64) -> Vec<f32> {
+pub fn group_norm_f32(x: &[f32], bias: Option<&[f32]>, gamma: &[f32], beta: &[f32], n: usize, c: usize, spatial: usize, groups: usize, epsilon: f64, silu: bool) -> Vec<f32> {
     assert!(c % groups == 0 && x.len() == n * c * spatial && gamma.len() == c && beta.len() == c, "GroupNorm shapes");
     assert!(bias.is_none_or(|b| b.len() == n * c), "a bias per image and channel");
     let per_group = c / groups * spatial;
@@ -85,8 +107,14 @@ pub fn group_norm_silu_f32(x: &[f32], bias: Option<&[f32]>, gamma: &[f32], beta:
             let ch = first_channel + j;
             let a = (inv * gamma[ch] as f64) as f32;
             let b = (beta[ch] as f64 + (shift(j) - mean) * inv * gamma[ch] as f64) as f32;
-            for (d, &v) in dst.iter_mut().zip(src) {
-                *d = silu_f32(v * a + b);
+            if silu {
+                for (d, &v) in dst.iter_mut().zip(src) {
+                    *d = silu_f32(v * a + b);
+                }
+            } else {
+                for (d, &v) in dst.iter_mut().zip(src) {
+                    *d = v * a + b;
+                }
             }
         }
     };
@@ -183,6 +211,33 @@ pub fn add_norm_silu(norm: &GroupNorm, x: Tensor<4>, bias: Tensor<2>) -> Tensor<
         }
         _ => reference_add_norm_silu(norm, x, bias),
     }
+}
+
+/// norm(x): the fused operation where the backend has it, Burn's module elsewhere.
+pub fn norm(norm: &GroupNorm, x: Tensor<4>) -> Tensor<4> {
+    match (&norm.gamma, &norm.beta) {
+        (Some(gamma), Some(beta)) if fused_here(&x) => {
+            let out = <Dispatch as FusedOps>::group_norm(x.into_dispatch(), gamma.val().into_dispatch(), beta.val().into_dispatch(), norm.num_groups, norm.epsilon);
+            Tensor::from_dispatch(out)
+        }
+        _ => norm.forward(x),
+    }
+}
+
+/// `module` with every convolution weight (its 4-D parameters) stored in the memory order its
+/// backend's convolution reads, once, for inference: on WebGPU channels-last, which Burn's
+/// convolution would otherwise copy each weight into at every call; elsewhere unchanged.
+pub fn conv_weights_laid_out<M: Module>(module: M) -> M {
+    struct Relayout;
+    impl ModuleMapper for Relayout {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            if D != 4 || !takes_fused_path(&param.val().device()) {
+                return param;
+            }
+            param.map(|w| Tensor::from_dispatch(<Dispatch as FusedOps>::conv_weight_layout(w.into_dispatch())))
+        }
+    }
+    module.map(&mut Relayout)
 }
 
 /// Plain Burn's add, GroupNorm and SiLU.

@@ -1,11 +1,12 @@
 //! The fused SiLU(GroupNorm(x)) (and SiLU(GroupNorm(x + bias))) as one WebGPU kernel (CubeCL): one
 //! cube of threads per (image, group) sums the group, then its squared deviations, in shared
 //! memory, and writes normalised, scaled, shifted and SiLU'd values, where Burn's modules launch
-//! about ten kernels.
+//! about ten kernels. Without the SiLU the same kernel is the attention block's GroupNorm.
 
 use burn::tensor::Shape;
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device_dtype;
+use burn_cubecl::ops::{permute_nchw_to_nhwc, permute_nhwc_to_nchw};
 use burn_cubecl::tensor::CubeTensor;
 use burn::backend::cubecl::dtype_to_storage_type;
 use cubecl::prelude::*;
@@ -27,15 +28,15 @@ fn group_norm_silu_kernel<F: Float>(
     epsilon: f32,
     #[comptime] threads: u32,
     #[comptime] has_bias: bool,
+    #[comptime] silu: bool,
     #[define(F)] _dtype: ElemType,
 ) {
     let group = CUBE_POS_X as usize;
     let unit = UNIT_POS_X as usize;
     let width = CUBE_DIM_X as usize;
     let per = (channels_per_group * spatial) as usize;
-    let base = group * per;
-    // The input is read through its strides ([n, c, h, w], any layout: a convolution's output
-    // is not always row-major), the output written row-major.
+    // Input and output are addressed through their strides ([n, c, h, w] in any memory order: a
+    // convolution's output is channels-last, and so is the output a convolution reads next).
     let image = group / groups as usize;
     let first_channel = (group % groups as usize) * channels_per_group as usize;
     let plane = spatial as usize;
@@ -67,7 +68,13 @@ fn group_norm_silu_kernel<F: Float>(
         let channel = first_channel + j / plane;
         let v = group_value(input, bias, j, origin, bias_row, plane, w_len, has_bias);
         let y = (v - mean) * inv * gamma[channel] + beta[channel];
-        output[base + j] = y / (F::new(1.0_f32) + (F::new(0.0_f32) - y).exp());
+        let pixel = j % plane;
+        let at = image * output.stride(0) + channel * output.stride(1) + (pixel / w_len) * output.stride(2) + (pixel % w_len) * output.stride(3);
+        if silu {
+            output[at] = y / (F::new(1.0_f32) + (F::new(0.0_f32) - y).exp());
+        } else {
+            output[at] = y;
+        }
         j += width;
     }
 }
@@ -106,8 +113,26 @@ fn cube_sum<F: Float>(partial: &mut Shared<[F]>, value: F) -> F {
 }
 
 /// SiLU(GroupNorm(x + bias) gamma + beta) for x [n, c, h, w] (bias [n, c], or none) on a CubeCL
-/// device: one launch, reading x in whatever layout it has.
+/// device: one launch, reading x in whatever layout it has. The output is channels-last in
+/// memory, the layout Burn's convolution works in, so the convolution that reads it next does
+/// not copy it first.
 pub fn group_norm_silu(x: CubeTensor, bias: Option<CubeTensor>, gamma: CubeTensor, beta: CubeTensor, groups: usize, epsilon: f64) -> CubeTensor {
+    launch_group_norm(x, bias, gamma, beta, groups, epsilon, true, true)
+}
+
+/// GroupNorm(x) gamma + beta alone, the same way, row-major: the attention block reshapes it.
+pub fn group_norm(x: CubeTensor, gamma: CubeTensor, beta: CubeTensor, groups: usize, epsilon: f64) -> CubeTensor {
+    launch_group_norm(x, None, gamma, beta, groups, epsilon, false, false)
+}
+
+/// A convolution weight [out, in, kh, kw] stored channels-last ([out, kh, kw, in] in memory), as
+/// Burn's convolution reads it: stored so once, it is not copied at every call.
+pub fn channels_last(x: CubeTensor) -> CubeTensor {
+    permute_nhwc_to_nchw(into_contiguous(permute_nchw_to_nhwc(x)))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn launch_group_norm(x: CubeTensor, bias: Option<CubeTensor>, gamma: CubeTensor, beta: CubeTensor, groups: usize, epsilon: f64, silu: bool, channels_last: bool) -> CubeTensor {
     let (gamma, beta) = (into_contiguous(gamma), into_contiguous(beta));
     let has_bias = bias.is_some();
     // Without a bias the kernel never reads its bias argument; beta stands in for it.
@@ -116,7 +141,12 @@ pub fn group_norm_silu(x: CubeTensor, bias: Option<CubeTensor>, gamma: CubeTenso
     assert_eq!(dims.len(), 4, "the fused GroupNorm takes [n, c, h, w]");
     let (n, c) = (dims[0], dims[1]);
     let spatial: usize = dims[2..].iter().product();
-    let output = empty_device_dtype(x.client.clone(), x.device.clone(), Shape::from(dims.clone()), x.dtype);
+    let output = if channels_last {
+        let nhwc = Shape::from(vec![n, dims[2], dims[3], c]);
+        permute_nhwc_to_nchw(empty_device_dtype(x.client.clone(), x.device.clone(), nhwc, x.dtype))
+    } else {
+        empty_device_dtype(x.client.clone(), x.device.clone(), Shape::from(dims.clone()), x.dtype)
+    };
     let client = x.client.clone();
     let dtype = x.dtype;
     group_norm_silu_kernel::launch(
@@ -135,6 +165,7 @@ pub fn group_norm_silu(x: CubeTensor, bias: Option<CubeTensor>, gamma: CubeTenso
         epsilon as f32,
         THREADS,
         has_bias,
+        silu,
         dtype_to_storage_type(dtype),
     );
     output

@@ -22,7 +22,7 @@ use rand::{RngExt, SeedableRng};
 use rand::rngs::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::nets::fused::{add_norm_silu, norm_silu};
+use crate::nets::fused::{add_norm_silu, norm, norm_silu};
 
 /// Image side and channels of MNIST.
 pub const IMAGE_SIZE: usize = 28;
@@ -153,7 +153,7 @@ impl SelfAttention {
         let [n, c, h, w] = x.dims();
         let (heads, d) = (self.heads, c / self.heads);
         // [n, c, h, w] -> [n, hw, c]
-        let tokens = self.norm.forward(x.clone()).reshape([n, c, h * w]).swap_dims(1, 2);
+        let tokens = norm(&self.norm, x.clone()).reshape([n, c, h * w]).swap_dims(1, 2);
         let qkv = self.qkv.forward(tokens); // [n, hw, 3c]
         let split = |k: usize| {
             qkv.clone()
@@ -291,6 +291,12 @@ impl UNet {
     pub fn with_variance_head(mut self, head: VarianceHead) -> Self {
         self.variance_out = Some(head);
         self
+    }
+
+    /// The eps network without its variance channel, and the channel: stored as two files.
+    pub fn split_variance_head(mut self) -> (Self, Option<VarianceHead>) {
+        let head = self.variance_out.take();
+        (self, head)
     }
 
     pub fn variance_head(&self) -> Option<&VarianceHead> {

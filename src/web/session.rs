@@ -7,6 +7,7 @@ use burn::tensor::Tensor;
 use super::backend::{Backend, init_backend};
 use crate::nets::classifier::Classifier;
 use crate::app::config::DdpmConfig;
+use crate::nets::fused::conv_weights_laid_out;
 use crate::nets::unet::UNet;
 use crate::app::protocol::{BackendPreference, WeightFiles};
 use crate::diffusion::schedule::NoiseSchedule;
@@ -36,7 +37,7 @@ impl Session {
         let entry = manifest.file(CLASSIFIER_FILE).map_err(|e| e.to_string())?;
         let bytes = files.classifier.into_vec();
         verify(entry, &bytes).map_err(|e| e.to_string())?;
-        let classifier = load_module(Classifier::new(&backend.device), bytes).map_err(|e| e.to_string())?;
+        let classifier = conv_weights_laid_out(load_module(Classifier::new(&backend.device), bytes).map_err(|e| e.to_string())?);
         let config = manifest.config.clone();
         Ok(Self { backend, schedule: config.schedule(), config, unet, classifier, manifest })
     }
