@@ -173,17 +173,22 @@ pub fn ddim_step(
     noise: Option<Tensor<4>>,
 ) -> StepOutput {
     let n = x_t.dims()[0];
-    let mut x0_pred = x0_from_eps(s, x_t.clone(), &vec![i; n], eps.clone());
-    let mut eps = eps;
-    if clip_x0 {
-        x0_pred = x0_pred.clamp(-1.0, 1.0);
-        // Keep eps consistent with the clipped x_0, as the DDIM reference code does.
-        eps = eps_from_x0(s, x_t, &vec![i; n], x0_pred.clone());
-    }
+    let x0_pred = x0_from_eps(s, x_t.clone(), &vec![i; n], eps.clone());
     let ab_prev = i_prev.map_or(1.0, |p| s.alpha_bar[p]);
     let sigma = ddim_sigma(s, i, i_prev, eta);
     let dir = (1.0 - ab_prev - sigma * sigma).max(0.0).sqrt();
-    let mut x_prev = x0_pred.clone().mul_scalar(ab_prev.sqrt()) + eps.mul_scalar(dir);
+    let (x0_pred, mut x_prev) = if clip_x0 {
+        // With x_0 clipped, eps is the noise consistent with it and x_t, as in the DDIM reference
+        // code: eps = (x_t - sqrt(alpha_bar_t) x0_hat) / sqrt(1 - alpha_bar_t). Substituted,
+        // x_prev is one combination of x0_hat and x_t (three operations fewer per step).
+        let x0_pred = x0_pred.clamp(-1.0, 1.0);
+        let (sa, s1) = (s.sqrt_alpha_bar[i], s.sqrt_one_minus_alpha_bar[i]);
+        let x_prev = x0_pred.clone().mul_scalar(ab_prev.sqrt() - dir * sa / s1) + x_t.mul_scalar(dir / s1);
+        (x0_pred, x_prev)
+    } else {
+        let x_prev = x0_pred.clone().mul_scalar(ab_prev.sqrt()) + eps.mul_scalar(dir);
+        (x0_pred, x_prev)
+    };
     if let (Some(z), true) = (noise, sigma > 0.0) {
         x_prev = x_prev + z.mul_scalar(sigma);
     }

@@ -355,7 +355,9 @@ fn upsample2x(x: Tensor<4>) -> Tensor<4> {
     interpolate(x, InterpolateOptions::new(InterpolateMode::Nearest).with_output_size([2 * h, 2 * w]))
 }
 
-/// [`sinusoidal_embedding`] of host values, computed in f64: [n * dim] values, row by row.
+/// Transformer-style sinusoidal embedding of t (DDPM section 3.3 / Vaswani et al. 2017),
+/// [sin(t f_k), cos(t f_k)] with f_k = 10000^(-k / (dim/2)), of host values, computed in f64:
+/// [n * dim] values, row by row.
 pub fn sinusoidal_embedding_values(t: &[f32], dim: usize) -> Vec<f32> {
     let half = dim / 2;
     let freqs: Vec<f64> = (0..half).map(|k| (-(10000f64.ln()) * k as f64 / half as f64).exp()).collect();
@@ -367,16 +369,6 @@ pub fn sinusoidal_embedding_values(t: &[f32], dim: usize) -> Vec<f32> {
         .collect()
 }
 
-/// Transformer-style sinusoidal embedding of t (DDPM section 3.3 / Vaswani et al. 2017):
-/// [sin(t * f_k), cos(t * f_k)] with f_k = 10000^(-k / (dim/2)).
-pub fn sinusoidal_embedding(t: Tensor<1>, dim: usize) -> Tensor<2> {
-    let half = dim / 2;
-    let n = t.dims()[0];
-    let freqs: Vec<f32> = (0..half).map(|k| (-(10000f64.ln()) * k as f64 / half as f64).exp() as f32).collect();
-    let freqs = Tensor::<2>::from_data(TensorData::new(freqs, [1, half]), &t.device());
-    let args = t.reshape([n, 1]) * freqs;
-    Tensor::cat(vec![args.clone().sin(), args.cos()], 1)
-}
 
 /// `module` with every parameter drawn from a ChaCha8 stream seeded by `seed` (see
 /// [`UNet::init_seeded`]): the same weights natively and in the browser, on every backend.

@@ -9,7 +9,7 @@
 
 use burn::module::Module;
 use burn::optim::{AdamConfig, ModuleOptimizer};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::diffusion::process::{q_sample, scale};
@@ -198,14 +198,14 @@ pub fn toy_loss(model: &ToyDenoiser, schedule: &NoiseSchedule, objective: ToyObj
     match (objective, &batch.times) {
         (ToyObjective::Diffusion(prediction), ToyTimes::Indices(idx)) => {
             let x_t = q_sample(schedule, x0.clone(), idx, noise.clone());
-            let output = model.forward(x_t, time_tensor(idx, device));
+            let output = model.forward(x_t, &paper_times(idx));
             mse(output, prediction.target(schedule, x0, noise, idx))
         }
         (ToyObjective::FlowMatching(_), ToyTimes::Straight(s)) => {
             // x_s = (1 - s) x_0 + s eps; the target is eps - x_0.
             let keep: Vec<f64> = s.iter().map(|s| 1.0 - s).collect();
             let x_s = scale(x0.clone(), &keep) + scale(noise.clone(), s);
-            let output = model.forward(x_s, straight_time_tensor(s, device));
+            let output = model.forward(x_s, &straight_times(s));
             mse(output, noise - x0)
         }
         _ => unreachable!("toy_batch draws the times its objective needs"),
@@ -213,15 +213,13 @@ pub fn toy_loss(model: &ToyDenoiser, schedule: &NoiseSchedule, objective: ToyObj
 }
 
 /// The paper's t (index + 1) as floats.
-fn time_tensor(idx: &[usize], device: &Device) -> Tensor<1> {
-    let t: Vec<f32> = idx.iter().map(|&i| (i + 1) as f32).collect();
-    Tensor::from_data(TensorData::new(t, [idx.len()]), device)
+fn paper_times(idx: &[usize]) -> Vec<f32> {
+    idx.iter().map(|&i| (i + 1) as f32).collect()
 }
 
 /// The straight path's s as the network's time input (`TIME_SCALE` s).
-fn straight_time_tensor(s: &[f64], device: &Device) -> Tensor<1> {
-    let t: Vec<f32> = s.iter().map(|&s| (TIME_SCALE * s) as f32).collect();
-    Tensor::from_data(TensorData::new(t, [s.len()]), device)
+fn straight_times(s: &[f64]) -> Vec<f32> {
+    s.iter().map(|&s| (TIME_SCALE * s) as f32).collect()
 }
 
 /// A model being trained, its optimiser (Adam) and where it is.
@@ -280,7 +278,7 @@ impl Denoiser2d {
         match self.objective {
             ToyObjective::Diffusion(prediction) => {
                 let idx = vec![i; n];
-                let output = self.model.forward(x_t.clone(), time_tensor(&idx, &x_t.device()));
+                let output = self.model.forward(x_t.clone(), &paper_times(&idx));
                 prediction.to_eps(schedule, x_t, &idx, output)
             }
             ToyObjective::FlowMatching(_) => {
@@ -295,8 +293,7 @@ impl Denoiser2d {
     /// The straight path's velocity v(x_s, s) of a flow-matching model.
     pub fn velocity(&self, x_s: Tensor<4>, s: f64) -> Tensor<4> {
         let n = x_s.dims()[0];
-        let device = x_s.device();
-        self.model.forward(x_s, straight_time_tensor(&vec![s; n], &device))
+        self.model.forward(x_s, &straight_times(&vec![s; n]))
     }
 
     /// Every point's path from `starts` (s = 1) to the samples (s = 0) of a flow-matching
