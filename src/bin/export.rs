@@ -27,7 +27,7 @@ use ddpm_web::diffusion::objective::LossWeighting;
 use ddpm_web::diffusion::noise::NoiseSource;
 use ddpm_web::native::train::TrainState;
 use ddpm_web::app::weights::{
-    CLASSIFIER_METRIC, FileEntry, MANIFEST, Manifest, StartingWeights, TrainingRecord, UNET_FILE, VARIANCE_FILE, encode_module, load_module, sha256_hex,
+    CLASSIFIER_METRIC, FileEntry, MANIFEST, file_entry, Manifest, StartingWeights, TrainingRecord, UNET_FILE, VARIANCE_FILE, encode_module, load_module, sha256_hex,
 };
 
 fn main() {
@@ -191,7 +191,7 @@ fn run() -> Result<(), String> {
         let bytes = encode_module(head, false).map_err(|e| e.to_string())?;
         std::fs::write(out.join(VARIANCE_FILE), &bytes).map_err(|e| e.to_string())?;
         files.retain(|f| f.name != VARIANCE_FILE);
-        files.push(FileEntry { name: VARIANCE_FILE.into(), bytes: bytes.len(), sha256: sha256_hex(&bytes), dtype: "f32".into() });
+        files.push(file_entry(VARIANCE_FILE, &bytes, "f32"));
         variance_training = None;
     } else if !same_unet && files.iter().any(|f| f.name == VARIANCE_FILE) {
         files.retain(|f| f.name != VARIANCE_FILE);
