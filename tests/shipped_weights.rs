@@ -7,7 +7,7 @@ use std::path::Path;
 use burn::module::Module;
 use burn::tensor::Device;
 use ddpm_web::native::data::{DEFAULT_CACHE, load_mnist, split};
-use ddpm_web::native::evaluate::{ChunkCache, classify, conditional_accuracy, digits_to_values};
+use ddpm_web::native::evaluate::{ChunkCache, classify, conditional_accuracy, digits_to_values, spread_indices};
 use ddpm_web::diffusion::sampling::{ClassChoice, Method, SampleSettings, Sampler};
 
 mod common;
@@ -77,6 +77,28 @@ fn the_variance_channel_belongs_to_the_shipped_eps_weights() {
     let mean = |k: usize| v[k * 784..(k + 1) * 784].iter().sum::<f32>() / 784.0;
     assert!(v.iter().all(|x| x.is_finite()));
     assert!((mean(0) - mean(1)).abs() > 0.05, "v at t = 2 ({}) and t = 900 ({}) differ", mean(0), mean(1));
+}
+
+/// The held-out set is ordered by label: a subset of the NLL evaluation must be spread over it,
+/// or `--nll-digits 100` would score zeros only.
+#[test]
+fn an_nll_subset_holds_every_label_in_its_share() {
+    let digits = load_mnist(Path::new(DEFAULT_CACHE)).expect("run scripts/fetch-data.sh");
+    let (_, held_out) = split(&digits);
+    assert!(held_out.windows(2).all(|w| w[0].label <= w[1].label), "the held-out set is ordered by label");
+    assert_eq!(spread_indices(held_out.len(), held_out.len()), (0..held_out.len()).collect::<Vec<_>>());
+    assert_eq!(spread_indices(held_out.len(), 5000).len(), held_out.len());
+    let chosen = spread_indices(held_out.len(), 100);
+    assert_eq!(chosen.len(), 100);
+    assert!(chosen.windows(2).all(|w| w[0] < w[1]), "distinct, in order");
+    let mut per_label = [0usize; 10];
+    for &i in &chosen {
+        per_label[held_out[i].label] += 1;
+    }
+    for (label, &count) in per_label.iter().enumerate() {
+        let share = held_out.iter().filter(|d| d.label == label).count() as f64 / held_out.len() as f64 * 100.0;
+        assert!((count as f64 - share).abs() <= 1.0, "label {label}: {count} of 100 against a share of {share:.1}");
+    }
 }
 
 #[test]

@@ -431,7 +431,7 @@ fn run() -> Result<(), String> {
         let start = Instant::now();
         let n = nll_digits.min(held_out.len());
         let variances: Vec<VarianceChoice> = bounds.iter().map(|b| b.1).collect();
-        let results = nll_bounds(&model, &cfg, &variances, channel_sha256.as_deref(), &held_out[..n], 250, &cache, &device, progress);
+        let results = nll_bounds(&model, &cfg, &variances, channel_sha256.as_deref(), &held_out, n, 250, &cache, &device, progress);
         eprintln!();
         for ((name, variance, metric, terms), (mean, se)) in bounds.into_iter().zip(results) {
             println!("NLL bound ({variance:?}): {mean:.4} ± {se:.4} bits/dim on {n} held-out digits [{:.0} s for all bounds]", start.elapsed().as_secs_f64());

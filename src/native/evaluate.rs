@@ -328,9 +328,18 @@ fn nll_key(variance: VarianceChoice, channel_sha256: Option<&str>) -> String {
     }
 }
 
-/// Mean and standard error of the bound over `digits` for each reverse variance in `variances`,
-/// each digit cached per variance. Digit k gets the same noise under every variance, so the
-/// bounds pair up digit by digit, and the variances a digit still lacks share one model pass.
+/// `n` indices spread evenly over `len` items (all of them, in order, when `n >= len`). The
+/// held-out set is ordered by label, so a prefix would be one digit only; a spread subset holds
+/// every label in its share.
+pub fn spread_indices(len: usize, n: usize) -> Vec<usize> {
+    let n = n.min(len);
+    (0..n).map(|j| j * len / n).collect()
+}
+
+/// Mean and standard error of the bound over `n` of the held-out `digits` (spread over the set,
+/// [`spread_indices`]) for each reverse variance in `variances`, each digit cached per variance.
+/// Held-out digit k gets the same noise under every variance and in every subset, so the bounds
+/// pair up digit by digit, and the variances a digit still lacks share one model pass.
 /// `channel_sha256`: the checksum of the model's variance channel, for a learned bound.
 pub fn nll_bounds(
     model: &UNet,
@@ -338,13 +347,16 @@ pub fn nll_bounds(
     variances: &[VarianceChoice],
     channel_sha256: Option<&str>,
     digits: &[Digit],
+    n: usize,
     batch: usize,
     cache: &ChunkCache,
     device: &Device,
     mut progress: impl FnMut(&str),
 ) -> Vec<(f64, f64)> {
     let mut values: Vec<Vec<f64>> = vec![Vec::new(); variances.len()];
-    for (k, d) in digits.iter().enumerate() {
+    let chosen = spread_indices(digits.len(), n);
+    for (done, &k) in chosen.iter().enumerate() {
+        let d = &digits[k];
         let keys: Vec<String> = variances.iter().map(|&v| format!("{}-{k}", nll_key(v, channel_sha256))).collect();
         let cached: Vec<Option<f64>> = keys.iter().map(|key| cache.get(key)).collect();
         let missing: Vec<VarianceChoice> = variances.iter().zip(&cached).filter(|(_, c)| c.is_none()).map(|(&v, _)| v).collect();
@@ -363,7 +375,7 @@ pub fn nll_bounds(
             column.push(v);
         }
         let means: Vec<String> = values.iter().map(|c| format!("{:.4}", c.iter().sum::<f64>() / c.len() as f64)).collect();
-        progress(&format!("NLL bound: {}/{} digits, running mean {} bits/dim", k + 1, digits.len(), means.join(" / ")));
+        progress(&format!("NLL bound: {}/{} digits, running mean {} bits/dim", done + 1, chosen.len(), means.join(" / ")));
     }
     values.iter().map(|column| mean_and_standard_error(column)).collect()
 }
