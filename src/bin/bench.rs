@@ -6,6 +6,10 @@
 //!
 //! Each grid runs with plain Burn's GroupNorm and SiLU and with the fused SiLU(GroupNorm(x)) of
 //! `nets::fused` (the model's default on the CPU), so one run shows the kernel's effect.
+//!
+//! Then the explainer's 2-D trainer with its defaults on each preset: ms per training step, and
+//! the step and the training seconds at which its samples first pass the fit threshold (checked
+//! every 100 steps, as the page checks about once a second).
 
 use std::time::Instant;
 
@@ -14,6 +18,8 @@ use burn::tensor::{Device, Tensor};
 use ddpm_web::nets::classifier::Classifier;
 use ddpm_web::nets::unet::{NUM_DIGITS, PIXELS, UNet};
 use ddpm_web::diffusion::sampling::{ClassChoice, Method, SampleSettings, Sampler};
+use ddpm_web::diffusion::schedule::{NoiseSchedule, ScheduleKind};
+use ddpm_web::toy::train::{ToyPreset, ToySettings, ToyTrainer, check_fit};
 use ddpm_web::app::weights::{CLASSIFIER_FILE, MANIFEST, Manifest, UNET_FILE, load_module, load_unet};
 
 fn main() {
@@ -58,5 +64,30 @@ fn main() {
         let ms = 1e3 * start.elapsed().as_secs_f64() / steps as f64;
         let kernels = if fused { "fused GroupNorm+SiLU" } else { "plain Burn" };
         println!("native flex ({threads} thread{}), {kernels:>20}: grid {count:>2}: {ms:8.1} ms/step", if threads == 1 { "" } else { "s" });
+    }
+    toy_first_fit(&device);
+}
+
+fn toy_first_fit(device: &Device) {
+    let schedule = NoiseSchedule::new(ScheduleKind::DDPM_LINEAR, 1000);
+    for preset in ToyPreset::ALL {
+        let mut trainer = ToyTrainer::new(preset.mixture(), ToySettings::default(), schedule.clone(), device);
+        let mut training = 0.0;
+        let first = loop {
+            let start = Instant::now();
+            for _ in 0..100 {
+                let _ = trainer.train_step().into_data();
+            }
+            training += start.elapsed().as_secs_f64();
+            let (_, fit) = futures_lite::future::block_on(check_fit(&trainer.model(), &preset.mixture(), &schedule, 11, device)).unwrap();
+            if fit.good() || trainer.steps_done() >= trainer.settings.steps {
+                break fit.good().then_some(trainer.steps_done());
+            }
+        };
+        let ms = 1e3 * training / trainer.steps_done() as f64;
+        match first {
+            Some(step) => println!("native 2-D trainer, {:?}: {ms:.2} ms/step, first fit at step {step} after {training:.1} s of training", preset),
+            None => println!("native 2-D trainer, {:?}: {ms:.2} ms/step, no fit in {} steps", preset, trainer.steps_done()),
+        }
     }
 }

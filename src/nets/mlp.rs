@@ -50,4 +50,22 @@ impl ToyDenoiser {
     pub fn parameters(&self) -> usize {
         self.num_params()
     }
+
+    /// `keep` self + (1 - keep) `towards`, parameter by parameter: one step of an exponential
+    /// moving average of the weights (both models on the same device, without autodiff).
+    pub fn blend(self, towards: &ToyDenoiser, keep: f64) -> Self {
+        let mix = |a: Linear, b: &Linear| Linear {
+            weight: a.weight.map(|w| w.mul_scalar(keep) + b.weight.val().mul_scalar(1.0 - keep)),
+            bias: a.bias.map(|p| {
+                let bias = b.bias.as_ref().expect("both layers have a bias").val();
+                p.map(|v| v.mul_scalar(keep) + bias.mul_scalar(1.0 - keep))
+            }),
+        };
+        Self {
+            input: mix(self.input, &towards.input),
+            hidden1: mix(self.hidden1, &towards.hidden1),
+            hidden2: mix(self.hidden2, &towards.hidden2),
+            output: mix(self.output, &towards.output),
+        }
+    }
 }

@@ -148,11 +148,13 @@ pub struct ToySettings {
     pub batch: usize,
     pub learning_rate: f64,
     pub seed: u64,
+    /// Decay of the weights' exponential moving average, the model that is sampled.
+    pub ema: Option<f64>,
 }
 
 impl Default for ToySettings {
     fn default() -> Self {
-        Self { objective: ToyObjective::Diffusion(Prediction::Noise), steps: 3000, batch: 256, learning_rate: 3e-3, seed: 0 }
+        Self { objective: ToyObjective::Diffusion(Prediction::Noise), steps: 3000, batch: 256, learning_rate: 3e-3, seed: 0, ema: Some(0.99) }
     }
 }
 
@@ -228,6 +230,7 @@ pub struct ToyTrainer {
     pub data: Mixture2d,
     pub schedule: NoiseSchedule,
     model: ToyDenoiser,
+    average: Option<ToyDenoiser>,
     optimizer: ModuleOptimizer,
     step: usize,
     device: Device,
@@ -239,7 +242,7 @@ impl ToyTrainer {
         let device = device.clone().autodiff();
         let model = ToyDenoiser::init_seeded(settings.seed, &device);
         let optimizer = AdamConfig::new().with_epsilon(1e-8).init();
-        Self { settings, data, schedule, model, optimizer, step: 0, device }
+        Self { settings, data, schedule, model, average: None, optimizer, step: 0, device }
     }
 
     pub fn steps_done(&self) -> usize {
@@ -254,13 +257,22 @@ impl ToyTrainer {
         let lr = self.settings.learning_rate_at(self.step);
         let value = loss.clone().inner();
         self.model = descend(self.model.clone(), &mut self.optimizer, loss, lr);
+        if let Some(decay) = self.settings.ema {
+            let keep = decay.min((1 + self.step) as f64 / (10 + self.step) as f64);
+            let current = self.model.valid();
+            self.average = Some(match self.average.take() {
+                Some(average) => average.blend(&current, keep),
+                None => current,
+            });
+        }
         self.step += 1;
         value
     }
 
     /// The model for inference (no autodiff graph).
     pub fn model(&self) -> Denoiser2d {
-        Denoiser2d { model: self.model.valid(), objective: self.settings.objective }
+        let model = self.average.clone().unwrap_or_else(|| self.model.valid());
+        Denoiser2d { model, objective: self.settings.objective }
     }
 }
 
