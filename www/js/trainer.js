@@ -34,7 +34,8 @@ export async function setupTraining({ wasm, webgpu, t, seed, fmt, setMath, fail,
   $("train-prediction").addEventListener("change", help);
   const describe = () => {
     $("train-size").textContent = `${whole(info.parameters)} parameters, ${whole(info.settings.steps)} steps of `
-      + `${info.settings.batch} points, Adam (learning rate ${info.settings.learning_rate}), on ${info.backend.kind === "webgpu" ? `WebGPU (${info.backend.adapter})` : "the CPU"}`;
+      + `${info.settings.batch} points, Adam (learning rate ${info.settings.learning_rate})`
+      + `${info.settings.ema ? `, drawn from the weights' moving average (decay ${info.settings.ema})` : ""}, on ${info.backend.kind === "webgpu" ? `WebGPU (${info.backend.adapter})` : "the CPU"}`;
   };
   describe();
   $("train-device").add(new Option("the CPU (WebAssembly)", "cpu"));
