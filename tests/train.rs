@@ -9,7 +9,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use ddpm_web::app::config::DdpmConfig;
 use ddpm_web::nets::unet::{NULL_CLASS, PIXELS, UNet, UNetConfig};
 use ddpm_web::diffusion::noise::NoiseSource;
-use ddpm_web::native::train::Trainer;
+use ddpm_web::native::train::{Trainer, pin_weights};
 
 /// A tiny network and batch so a few steps take well under a second.
 fn tiny_config() -> DdpmConfig {
@@ -125,9 +125,14 @@ fn a_fine_tune_starts_from_the_given_weights() {
     assert_eq!(start.1, outputs(&base).1, "the fine-tune starts from the base run's EMA weights");
     tune.step(&images, &labels);
     tune.checkpoint().unwrap();
-    // A resume needs only the checkpoint, not the starting file.
+    // A resume needs only the checkpoint, not the starting file: the command's pin of the gone
+    // file comes from the run's state, and nowhere else.
     std::fs::remove_file(&file).unwrap();
     drop(tune);
+    let name = file.display().to_string();
+    assert_eq!(pin_weights(&name, &dir).unwrap(), cfg.train.init.clone().unwrap());
+    let err = pin_weights(&name, &fresh_dir("finetune-unplanned")).expect_err("a gone file pins nothing for a fresh run");
+    assert!(err.starts_with(&name), "{err}");
     let resumed = Trainer::open(cfg.clone(), dir.clone(), Device::flex()).unwrap();
     assert_eq!(resumed.state.step, 1);
     // Other starting weights are refused for a fresh run.

@@ -20,9 +20,9 @@ use std::time::Instant;
 
 use burn::module::Module;
 use burn::tensor::Device;
-use ddpm_web::app::config::{DdpmConfig, HybridTraining, InitWeights};
+use ddpm_web::app::config::{DdpmConfig, HybridTraining};
 use ddpm_web::native::data::{DEFAULT_CACHE, load_mnist, split};
-use ddpm_web::native::train::{Clock, StepLoss, TrainState, Trainer, to_training_arrays, write_sample_grid};
+use ddpm_web::native::train::{Clock, StepLoss, Trainer, pin_weights, to_training_arrays, write_sample_grid};
 use indicatif::{ProgressBar, ProgressStyle};
 
 struct Args {
@@ -133,22 +133,7 @@ fn run() -> Result<(), String> {
     if let Some(seed) = args.seed {
         cfg.seed = seed;
     }
-    // A resumed run needs only its checkpoint: starting weights that have since moved (a candidate
-    // shipped into weights/) keep the pin the run was planned with.
-    let saved_pins: Vec<InitWeights> = std::fs::read_to_string(args.run.join("state.json"))
-        .ok()
-        .and_then(|json| serde_json::from_str::<TrainState>(&json).ok())
-        .map(|saved| {
-            let train = saved.config.train;
-            train.init.into_iter().chain(train.hybrid.and_then(|h| h.variance_init)).collect()
-        })
-        .unwrap_or_default();
-    let pinned = |file: &String| -> Result<InitWeights, String> {
-        match std::fs::read(file) {
-            Ok(bytes) => Ok(InitWeights { file: file.clone(), sha256: ddpm_web::app::weights::sha256_hex(&bytes) }),
-            Err(e) => saved_pins.iter().find(|pin| &pin.file == file).cloned().ok_or_else(|| format!("{file}: {e}")),
-        }
-    };
+    let pinned = |file: &String| pin_weights(file, &args.run);
     if let Some(file) = &args.init {
         cfg.train.init = Some(pinned(file)?);
     }

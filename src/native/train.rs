@@ -168,6 +168,23 @@ pub(crate) fn record_bytes<M: Module>(module: M) -> Vec<u8> {
     module.into_record().into_bytes().expect("encode checkpoint").to_vec()
 }
 
+/// The pin of starting weights `file` for a run in `run_dir`: the file's SHA-256, or, when the file
+/// has gone and the run there was planned with it, the pin the run was planned with, since a
+/// resumed run needs only its checkpoint (a candidate's files move to `weights/` when it ships).
+pub fn pin_weights(file: &str, run_dir: &Path) -> Result<InitWeights, String> {
+    match std::fs::read(file) {
+        Ok(bytes) => Ok(InitWeights { file: file.to_string(), sha256: crate::app::weights::sha256_hex(&bytes) }),
+        Err(e) => std::fs::read_to_string(RunDir(run_dir.to_path_buf()).state())
+            .ok()
+            .and_then(|json| serde_json::from_str::<TrainState>(&json).ok())
+            .and_then(|saved| {
+                let train = saved.config.train;
+                train.init.into_iter().chain(train.hybrid.and_then(|h| h.variance_init)).find(|pin| pin.file == file)
+            })
+            .ok_or_else(|| format!("{file}: {e}")),
+    }
+}
+
 /// `module` with the weights of `init`, refused when the file no longer has the planned SHA-256.
 fn load_checked<M: Module>(module: M, init: &InitWeights) -> Result<M, String> {
     let bytes = std::fs::read(&init.file).map_err(|e| format!("{}: {e}", init.file))?;
